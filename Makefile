@@ -1,0 +1,96 @@
+# Makefile - builds libs2s (build/libs2s.a), the CLI (build/s2s) and the tests.
+#   make            build ./build/s2s
+#   make test       run the unit/gradient/end-to-end tests (Criterion)
+#   make SAN=1 test the same under AddressSanitizer + UBSan (build dir build-san/)
+#   make data       prepare data/ from Debian packages (scripts/prepare-data.sh)
+#   make bench      run the CPU benchmarks (bench/)
+#   make demo       the main job: run the shipped models side by side
+# Switches: SAN=1, OPENMP=0, NATIVE=0 (no -march=native), DEBUG=1.
+CC      ?= cc
+SAN     ?= 0
+OPENMP  ?= 1
+NATIVE  ?= 1
+DEBUG   ?= 0
+
+ifeq ($(SAN),1)
+BUILD   ?= build-san
+else
+BUILD   ?= build
+endif
+
+OPT     := -O2
+ifeq ($(DEBUG),1)
+OPT     := -O0 -g
+endif
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fno-math-errno -Isrc -Iinclude
+ifeq ($(NATIVE),1)
+CFLAGS  += -march=native
+endif
+LDLIBS  := -lm
+
+# OpenBLAS: prefer Debian's OpenMP build (shares OpenMP's thread pool, see README).
+BLAS_INC := $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-openmp /usr/include/openblas))
+BLAS_LIB := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/openblas-openmp /usr/lib/openblas-openmp))
+ifneq ($(BLAS_INC),)
+CFLAGS  += -I$(BLAS_INC) -DS2S_HAVE_BLAS=1
+LDLIBS  += -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas
+endif
+ifeq ($(OPENMP),1)
+CFLAGS  += -fopenmp
+LDLIBS  += -fopenmp
+endif
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDLIBS  += -fsanitize=address,undefined
+endif
+
+LIB_SRC  := $(sort $(wildcard src/*.c))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:src/cli/%.c=$(BUILD)/obj/cli/%.o)
+TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/obj/tests/%.o)
+
+.PHONY: all test check-deps data bench demo clean
+all: $(BUILD)/s2s
+
+check-deps:
+	@bash scripts/install-deps.sh build
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/obj/cli/%.o: src/cli/%.c $(wildcard src/*.h src/cli/*.h include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc/cli -c $< -o $@
+$(BUILD)/obj/tests/%.o: tests/%.c $(wildcard src/*.h tests/*.h include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -c $< -o $@
+
+$(BUILD)/libs2s.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/s2s: $(CLI_OBJ) $(BUILD)/libs2s.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libs2s.a $(LDLIBS)
+
+$(BUILD)/s2s_tests: $(TEST_OBJ) $(BUILD)/libs2s.a
+	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libs2s.a $(LDLIBS) -lcriterion
+
+# Tests run from the repo root (they read tests/data/ and models/); the CLI tests use $(BUILD)/s2s.
+test:
+	@bash scripts/install-deps.sh test
+	@$(MAKE) --no-print-directory $(BUILD)/s2s $(BUILD)/s2s_tests
+	S2S_BIN=$(BUILD)/s2s ./$(BUILD)/s2s_tests $(TEST_ARGS)
+
+data:
+	@bash scripts/prepare-data.sh
+
+bench: $(BUILD)/s2s
+	@bash bench/run.sh
+
+demo: $(BUILD)/s2s
+	@bash scripts/demo.sh
+
+clean:
+	rm -rf build build-san

@@ -1,0 +1,86 @@
+/* kernels.h - the numeric kernels of s2s: forward and backward of every op.
+ *
+ * Two implementations with identical signatures:
+ *   s2s_kref_*  plain fp32 reference loops (kernels_ref.c): easy to read, no BLAS,
+ *               no OpenMP, no intrinsics. The ground truth for tests.
+ *   s2s_k_*     fast CPU versions (kernels_cpu.c): OpenBLAS sgemm, OpenMP, SIMD.
+ * Tests (tests/test_kernels.c) check s2s_k_* against s2s_kref_* and every
+ * backward against finite differences of its forward.
+ *
+ * Conventions: outputs first, then const inputs, then sizes. All tensors are
+ * contiguous row-major fp32. Backward kernels ACCUMULATE (+=) into the gradient
+ * buffers they are given (a NULL gradient pointer means "not needed").
+ * Size letters: N rows (= B*T), K in-features, M out-features, D model dim,
+ * B batch, H heads, Tq query length, Tk key length, V vocabulary. */
+#ifndef S2S_KERNELS_H
+#define S2S_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define S2S_KERNEL_DECLS(P)                                                               \
+    /* y[N,M] = x[N,K] @ w[M,K]^T + b[M]   (b may be NULL) */                             \
+    void P##linear_fwd(float *y, const float *x, const float *w, const float *b, int N,  \
+                       int K, int M);                                                     \
+    /* dx[N,K] += dy @ w;  dw[M,K] += dy^T @ x;  db[M] += sum_n dy  (each may be NULL) */ \
+    void P##linear_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, \
+                       const float *w, int N, int K, int M);                              \
+    /* c[M,N] = a[M,K] @ b[K,N] (plain matmul, overwrite) */                              \
+    void P##matmul_fwd(float *c, const float *a, const float *b, int M, int K, int N);   \
+    /* da[M,K] += dc @ b^T;  db[K,N] += a^T @ dc */                                       \
+    void P##matmul_bwd(float *da, float *db, const float *dc, const float *a,            \
+                       const float *b, int M, int K, int N);                              \
+    /* y[N,D] = (x - mean) * rstd * g + b; saves mean[N], rstd[N]; eps = 1e-5 */          \
+    void P##layernorm_fwd(float *y, float *mean, float *rstd, const float *x,            \
+                          const float *g, const float *b, int N, int D);                  \
+    void P##layernorm_bwd(float *dx, float *dg, float *db, const float *dy,              \
+                          const float *x, const float *mean, const float *rstd,           \
+                          const float *g, int N, int D);                                  \
+    /* row softmax over the last dim: y[N,D] */                                           \
+    void P##softmax_fwd(float *y, const float *x, int N, int D);                         \
+    void P##softmax_bwd(float *dx, const float *dy, const float *y, int N, int D);       \
+    /* row log-softmax: y[N,D] */                                                         \
+    void P##logsoftmax_fwd(float *y, const float *x, int N, int D);                      \
+    void P##logsoftmax_bwd(float *dx, const float *dy, const float *y, int N, int D);    \
+    /* elementwise activations over n values; bwd uses the INPUT x */                     \
+    void P##relu_fwd(float *y, const float *x, size_t n);                                \
+    void P##relu_bwd(float *dx, const float *dy, const float *x, size_t n);              \
+    /* GELU, tanh approximation is NOT used: exact erf form, as torch's default */       \
+    void P##gelu_fwd(float *y, const float *x, size_t n);                                \
+    void P##gelu_bwd(float *dx, const float *dy, const float *x, size_t n);              \
+    /* out[N,D] = table[ids[n], :] ; dtable[V,D] += scatter of dout */                   \
+    void P##embedding_fwd(float *out, const float *table, const int32_t *ids, int N,     \
+                          int D);                                                         \
+    void P##embedding_bwd(float *dtable, const float *dout, const int32_t *ids, int N,   \
+                          int D);                                                         \
+    /* Multi-head scaled dot-product attention.                                           \
+     * q[B,Tq,H*Dh], k,v[B,Tk,H*Dh] (head h occupies columns h*Dh..h*Dh+Dh-1).           \
+     * kv_len[B]: keys j >= kv_len[b] are masked (padding); kv_len may be NULL (none).   \
+     * causal: key j is masked for query i when j > i + (Tk - Tq).                       \
+     * out[B,Tq,H*Dh]; p[B,H,Tq,Tk] saves the probabilities (masked entries 0).          \
+     * scale = 1/sqrt(Dh). A query row with every key masked gets p = 0, out = 0. */     \
+    void P##attention_fwd(float *out, float *p, const float *q, const float *k,          \
+                          const float *v, const int32_t *kv_len, int causal, int B,      \
+                          int H, int Tq, int Tk, int Dh);                                 \
+    void P##attention_bwd(float *dq, float *dk, float *dv, const float *dout,            \
+                          const float *p, const float *q, const float *k,                \
+                          const float *v, int B, int H, int Tq, int Tk, int Dh);         \
+    /* Cross-entropy with label smoothing eps over logits[N,V] (as torch's               \
+     * CrossEntropyLoss(label_smoothing=eps, ignore_index=ignore)):                       \
+     *   loss_n = (1-eps) * -logp[n,t_n] + eps * mean_v(-logp[n,v]),  0 if t_n==ignore.   \
+     * Writes logp[N,V] (log-softmax, saved for bwd) and loss[N]; returns the number      \
+     * of non-ignored rows. */                                                            \
+    int P##xent_fwd(float *loss, float *logp, const float *logits, const int32_t *tgt,   \
+                    float eps, int ignore, int N, int V);                                 \
+    /* dlogits[N,V] += dloss[n] * d loss_n / d logits */                                  \
+    void P##xent_bwd(float *dlogits, const float *dloss, const float *logp,              \
+                     const int32_t *tgt, float eps, int ignore, int N, int V);
+
+S2S_KERNEL_DECLS(s2s_kref_)
+S2S_KERNEL_DECLS(s2s_k_)
+
+/* Threads used by the fast kernels (OpenMP and OpenBLAS share one pool). */
+void s2s_set_threads(int n);
+int s2s_get_threads(void);
+
+#endif
