@@ -1,0 +1,14 @@
+/* cli.h - subcommands of the s2s command-line tool. Each takes the arguments
+ * after the subcommand name (argv[0] is the subcommand) and returns the process
+ * exit status: 0 ok, 1 runtime error, 2 usage error. Errors are one line on
+ * stderr starting with "s2s <cmd>: ". */
+#ifndef S2S_CLI_H
+#define S2S_CLI_H
+
+int s2s_cmd_translate(int argc, char **argv); /* cmd_translate.c */
+int s2s_cmd_train(int argc, char **argv);     /* cmd_train.c */
+int s2s_cmd_score(int argc, char **argv);     /* cmd_score.c */
+int s2s_cmd_info(int argc, char **argv);      /* cmd_info.c */
+int s2s_cmd_bpe(int argc, char **argv);       /* cmd_bpe.c: learn/apply BPE */
+
+#endif
