@@ -1,0 +1,53 @@
+/* s2s.h - public C API of libs2s: load a model once, translate from many threads.
+ *
+ *   char err[256];
+ *   s2s_model *m = s2s_load("models/g2p-teacher.safetensors", err, sizeof err);
+ *   if (!m) { fprintf(stderr, "%s\n", err); return 1; }
+ *   s2s_translate_opts o;
+ *   s2s_translate_opts_default(&o);         // greedy, batch 32
+ *   const char *in[2] = {"hello", "world"};
+ *   char *out[2];
+ *   if (s2s_translate(m, in, 2, &o, out, NULL, err, sizeof err) == 0)
+ *       printf("%s\n%s\n", out[0], out[1]);  // "hh ah0 l ow1" ...
+ *   free(out[0]); free(out[1]);
+ *   s2s_free(m);
+ *
+ * A loaded model is immutable: any number of threads may call s2s_translate on
+ * the same model at once (each call owns its decoding state). */
+#ifndef S2S_H
+#define S2S_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct s2s_model s2s_model;
+
+typedef struct {
+    int beam;             /* beam size; 1 = greedy */
+    int batch;            /* sentences decoded together */
+    int max_len;          /* output tokens at most */
+    float length_penalty; /* beam: score = logprob / len^length_penalty */
+} s2s_translate_opts;
+
+/* Flags reported per input line by s2s_translate (may be NULL). */
+enum { S2S_LINE_TRUNCATED = 1, S2S_LINE_BAD_UTF8 = 2 };
+
+s2s_model *s2s_load(const char *path, char *err, size_t errlen);
+void s2s_free(s2s_model *m);
+void s2s_translate_opts_default(s2s_translate_opts *o);
+/* Translate n UTF-8 lines; out[i] is malloc'd (caller frees). Invalid UTF-8 is
+ * replaced by U+FFFD; over-long inputs are truncated to the model's max_len.
+ * flags[i] (optional) receives S2S_LINE_* bits. Returns 0, or -1 with err set. */
+int s2s_translate(const s2s_model *m, const char *const *lines, int n,
+                  const s2s_translate_opts *o, char **out, int *flags, char *err,
+                  size_t errlen);
+/* Set the number of threads used by the compute kernels (OpenMP + OpenBLAS). */
+void s2s_threads(int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

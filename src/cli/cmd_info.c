@@ -1,0 +1,51 @@
+/* cmd_info.c - `s2s info -m MODEL`: architecture, parameter count, tokenizers,
+ * training metadata. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "args.h"
+#include "cli.h"
+#include "model.h"
+#include "tokenizer.h"
+
+int s2s_cmd_info(int argc, char **argv) {
+    char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: s2s info [-m MODEL]\n");
+            free(path);
+            return 0;
+        } else if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
+            const char *v = s2s_arg_value("info", argc, argv, &i);
+            if (!v) { free(path); return 2; }
+            free(path); path = strdup(v);
+        } else {
+            fprintf(stderr, "s2s info: unknown option '%s'\n", argv[i]);
+            free(path);
+            return 2;
+        }
+    }
+    if (!path) path = s2s_default_model_path();
+    char err[512];
+    s2s_model *m = s2s_model_load(path, 0, err, sizeof err);
+    if (!m) { fprintf(stderr, "s2s info: %s\n", err); free(path); return 1; }
+    const s2s_config *c = &m->cfg;
+    struct stat sb;
+    stat(path, &sb);
+    printf("model:       %s (%.2f MB)\n", path, (double)sb.st_size / 1e6);
+    printf("arch:        transformer encoder-decoder, pre-LN, decoder '%s'\n", c->decoder);
+    printf("dims:        d_model %d, heads %d, d_ff %d, activation %s\n", c->d_model, c->n_heads, c->d_ff,
+           c->activation == S2S_ACT_GELU ? "gelu" : "relu");
+    printf("layers:      encoder %d, decoder %d\n", c->enc_layers, c->dec_layers);
+    printf("vocab:       source %d (%s), target %d (%s)%s\n", c->src_vocab,
+           s2s_tok_kind_name(s2s_tok_kind_of(m->src_tok)), c->tgt_vocab,
+           s2s_tok_kind_name(s2s_tok_kind_of(m->tgt_tok)), c->share_src_emb ? ", shared embeddings" : "");
+    printf("max_len:     %d\n", c->max_len);
+    printf("parameters:  %zu\n", s2s_model_param_count(m));
+    printf("training:    %s\n", m->train_meta ? m->train_meta : "(none recorded)");
+    s2s_model_free(m);
+    free(path);
+    return 0;
+}

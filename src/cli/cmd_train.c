@@ -1,0 +1,158 @@
+/* cmd_train.c - `s2s train`: options from a config file (--config FILE, lines of
+ * "key = value", keys are the long option names) and/or the command line (which
+ * wins). Runs s2s_train (train.c). */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "cli.h"
+#include "common.h"
+#include "io.h"
+#include "tokenizer.h"
+#include "train.h"
+
+static void help(FILE *f) {
+    fprintf(f,
+        "usage: s2s train --train-src F --train-tgt F [--dev-src F --dev-tgt F] -o OUT_DIR [options]\n"
+        "       s2s train --config FILE [options]   (config: 'key = value' lines, keys as below)\n"
+        "data:   --train-src --train-tgt --dev-src --dev-tgt  -o/--out DIR  --init MODEL (fine-tune)\n"
+        "model:  --d-model 256 --heads 4 --ff 1024 --enc-layers 6 --dec-layers 6 --activation relu|gelu\n"
+        "        --max-len 256 --src-tok char|symbol|bpe --tgt-tok char|symbol|bpe\n"
+        "        --src-vocab N --tgt-vocab N (BPE vocabulary size) --joint-vocab (one shared vocabulary)\n"
+        "optim:  --lr 7e-4 --warmup 4000 --weight-decay 0 --clip 1.0 --dropout 0.1 --label-smoothing 0.1\n"
+        "        --tokens-per-batch 4096 --max-steps 100000 --max-epochs 1000 --seed 1 --threads 1\n"
+        "eval:   --eval-every 1000 --metric loss|wer|per|bleu|chrf --eval-max 1000 --patience 10\n"
+        "other:  --log-every 100 --fresh (ignore OUT_DIR/last.safetensors) --quiet --fp16 (best in fp16)\n"
+        "An existing OUT_DIR/last.safetensors is resumed exactly (weights, Adam state, data position, RNG).\n");
+}
+
+static int flagged(const char *key) {
+    return !strcmp(key, "joint-vocab") || !strcmp(key, "fresh") || !strcmp(key, "quiet") || !strcmp(key, "fp16");
+}
+
+/* Apply one option; returns 0, or -1 after printing an error. */
+static int apply(s2s_train_opts *o, const char *key, const char *v) {
+    const char *C = "train";
+    char flag[64];
+    snprintf(flag, sizeof flag, "--%s", key);
+#define STR(k, field) if (!strcmp(key, k)) { o->field = s2s_xstrdup(v); return 0; }
+#define INT(k, field, lo, hi) if (!strcmp(key, k)) return s2s_arg_int(C, flag, v, lo, hi, &o->field);
+#define FLT(k, field, lo, hi) if (!strcmp(key, k)) return s2s_arg_float(C, flag, v, lo, hi, &o->field);
+    STR("train-src", train_src) STR("train-tgt", train_tgt) STR("dev-src", dev_src) STR("dev-tgt", dev_tgt)
+    STR("out", out_dir) STR("init", init)
+    INT("d-model", model.d_model, 4, 65536) INT("heads", model.n_heads, 1, 1024) INT("ff", model.d_ff, 1, 1 << 20)
+    INT("enc-layers", model.enc_layers, 0, 256) INT("dec-layers", model.dec_layers, 1, 256)
+    INT("max-len", model.max_len, 2, 65536)
+    INT("src-vocab", src_vocab, 0, 1 << 22) INT("tgt-vocab", tgt_vocab, 0, 1 << 22)
+    FLT("lr", lr, 1e-8, 10) FLT("warmup", warmup, 1, 1e9) FLT("weight-decay", weight_decay, 0, 1)
+    FLT("clip", clip, 0, 1e9) FLT("dropout", dropout, 0, 0.95) FLT("label-smoothing", label_smoothing, 0, 0.99)
+    INT("tokens-per-batch", tokens_per_batch, 16, 1 << 24) INT("max-steps", max_steps, 1, 2000000000)
+    INT("max-epochs", max_epochs, 1, 1000000) INT("eval-every", eval_every, 0, 2000000000)
+    INT("patience", patience, 0, 1000000) INT("eval-max", eval_max, 0, 100000000)
+    INT("log-every", log_every, 0, 2000000000) INT("threads", threads, 1, 1024)
+#undef STR
+#undef INT
+#undef FLT
+    if (!strcmp(key, "seed")) {
+        int s;
+        if (s2s_arg_int(C, flag, v, 0, 2147483647, &s)) return -1;
+        o->seed = (uint64_t)s;
+        return 0;
+    }
+    if (!strcmp(key, "activation")) {
+        if (!strcmp(v, "relu")) o->model.activation = S2S_ACT_RELU;
+        else if (!strcmp(v, "gelu")) o->model.activation = S2S_ACT_GELU;
+        else { fprintf(stderr, "s2s train: --activation must be relu or gelu, not '%s'\n", v); return -1; }
+        return 0;
+    }
+    if (!strcmp(key, "src-tok") || !strcmp(key, "tgt-tok")) {
+        s2s_tok_kind k = s2s_tok_kind_parse(v);
+        if ((int)k <= 0) { fprintf(stderr, "s2s train: %s must be char, symbol or bpe, not '%s'\n", flag, v); return -1; }
+        if (key[0] == 's') o->src_tok = k; else o->tgt_tok = k;
+        return 0;
+    }
+    if (!strcmp(key, "metric")) {
+        static const char *ok[] = {"loss", "wer", "per", "bleu", "chrf"};
+        for (int i = 0; i < 5; i++) if (!strcmp(v, ok[i])) { o->metric = ok[i]; return 0; }
+        fprintf(stderr, "s2s train: --metric must be loss, wer, per, bleu or chrf, not '%s'\n", v);
+        return -1;
+    }
+    if (flagged(key)) {
+        int b;
+        if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes")) b = 1;
+        else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no")) b = 0;
+        else { fprintf(stderr, "s2s train: %s must be true or false, not '%s'\n", flag, v); return -1; }
+        if (!strcmp(key, "joint-vocab")) o->joint_vocab = b;
+        else if (!strcmp(key, "fresh")) o->fresh = b;
+        else if (!strcmp(key, "quiet")) o->quiet = b;
+        else o->save_fp16 = b;
+        return 0;
+    }
+    fprintf(stderr, "s2s train: unknown option '%s'\n", flag);
+    return -1;
+}
+
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+    return s;
+}
+
+static int load_config(s2s_train_opts *o, const char *path) {
+    char err[512];
+    size_t n;
+    char **lines = s2s_read_lines(path, &n, err, sizeof err);
+    if (!lines) { fprintf(stderr, "s2s train: %s\n", err); return -1; }
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char *l = trim(lines[i]);
+        if (!*l || *l == '#') continue;
+        char *eq = strchr(l, '=');
+        if (!eq) { fprintf(stderr, "s2s train: %s:%zu: expected 'key = value'\n", path, i + 1); rc = -1; break; }
+        *eq = '\0';
+        char *k = trim(l), *v = trim(eq + 1);
+        if (apply(o, k, v) != 0) { fprintf(stderr, "s2s train: (in %s line %zu)\n", path, i + 1); rc = -1; }
+    }
+    s2s_free_lines(lines, n);
+    return rc;
+}
+
+int s2s_cmd_train(int argc, char **argv) {
+    s2s_train_opts o;
+    s2s_train_opts_default(&o);
+    for (int i = 1; i < argc; i++) { /* the config file first, so flags override it */
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc) { fprintf(stderr, "s2s train: --config needs a value\n"); return 2; }
+            if (load_config(&o, argv[i + 1]) != 0) return 2;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(stdout); return 0; }
+        if (!strcmp(a, "--config")) { i++; continue; }
+        if (!strcmp(a, "-o")) a = "--out";
+        if (strncmp(a, "--", 2) != 0) { fprintf(stderr, "s2s train: unexpected argument '%s'\n", a); return 2; }
+        const char *key = a + 2;
+        const char *v = "true";
+        if (!flagged(key)) {
+            if (i + 1 >= argc) { fprintf(stderr, "s2s train: %s needs a value\n", a); return 2; }
+            v = argv[++i];
+        }
+        if (apply(&o, key, v) != 0) return 2;
+    }
+    if (!o.train_src || !o.train_tgt || !o.out_dir) {
+        fprintf(stderr, "s2s train: need --train-src, --train-tgt and -o OUT_DIR (see --help)\n");
+        return 2;
+    }
+    if ((o.dev_src == NULL) != (o.dev_tgt == NULL)) {
+        fprintf(stderr, "s2s train: --dev-src and --dev-tgt go together\n");
+        return 2;
+    }
+    char err[512];
+    int rc = s2s_train(&o, err, sizeof err);
+    if (rc == 1) fprintf(stderr, "s2s train: %s\n", err);
+    return rc;
+}

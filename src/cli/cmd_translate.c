@@ -1,0 +1,103 @@
+/* cmd_translate.c - `s2s translate`: one source per line on stdin, one output per
+ * line on stdout (same order), timing on stderr. Streams in chunks so huge inputs
+ * need bounded memory. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "cli.h"
+#include "common.h"
+#include "io.h"
+#include "s2s.h"
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: s2s translate [-m MODEL] [--beam K] [--batch N] [--threads T] [--max-len L]\n"
+            "                     [--length-penalty A] [--quiet] < input > output\n"
+            "  -m MODEL            model file (default: $S2S_MODEL or models/g2p-teacher.safetensors)\n"
+            "  --beam K            beam size, 1 = greedy (default 1)\n"
+            "  --batch N           sentences decoded together (default 32)\n"
+            "  --threads T         compute threads (default 1)\n"
+            "  --max-len L         output tokens at most (default 256)\n"
+            "  --length-penalty A  beam score = logprob / length^A (default 1.0)\n"
+            "Invalid UTF-8 is replaced by U+FFFD and over-long lines are truncated, with a\n"
+            "warning on stderr; empty lines give empty outputs.\n");
+}
+
+int s2s_cmd_translate(int argc, char **argv) {
+    const char *C = "translate";
+    char *model_path = NULL;
+    s2s_translate_opts o;
+    s2s_translate_opts_default(&o);
+    int threads = 1, quiet = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(stdout); free(model_path); return 0; }
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!(v = s2s_arg_value(C, argc, argv, &i))) return 2;
+            free(model_path); model_path = strdup(v);
+        } else if (!strcmp(a, "--beam")) {
+            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 256, &o.beam)) return 2;
+        } else if (!strcmp(a, "--batch")) {
+            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 100000, &o.batch)) return 2;
+        } else if (!strcmp(a, "--threads")) {
+            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 1024, &threads)) return 2;
+        } else if (!strcmp(a, "--max-len")) {
+            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 65536, &o.max_len)) return 2;
+        } else if (!strcmp(a, "--length-penalty")) {
+            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_float(C, a, v, 0, 10, &o.length_penalty)) return 2;
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            quiet = 1;
+        } else {
+            fprintf(stderr, "s2s translate: unknown option '%s' (see --help)\n", a);
+            free(model_path);
+            return 2;
+        }
+    }
+    if (!model_path) model_path = s2s_default_model_path();
+    s2s_threads(threads);
+    char err[512];
+    double t0 = s2s_now();
+    s2s_model *m = s2s_load(model_path, err, sizeof err);
+    if (!m) { fprintf(stderr, "s2s translate: %s\n", err); free(model_path); return 1; }
+    double t_load = s2s_now() - t0, t_dec = 0;
+    size_t total = 0, out_chars = 0, chunk = 4096;
+    int eof = 0, rc = 0;
+    while (!eof) {
+        size_t n = 0;
+        char **lines = s2s_read_lines_from(stdin, "<stdin>", chunk, &n, &eof, err, sizeof err);
+        if (!lines) { fprintf(stderr, "s2s translate: %s\n", err); rc = 1; break; }
+        char **out = calloc(n ? n : 1, sizeof *out);
+        int *flags = calloc(n ? n : 1, sizeof *flags);
+        double t1 = s2s_now();
+        if (s2s_translate(m, (const char *const *)lines, (int)n, &o, out, flags, err, sizeof err) != 0) {
+            fprintf(stderr, "s2s translate: %s\n", err);
+            rc = 1;
+        } else {
+            t_dec += s2s_now() - t1;
+            for (size_t i = 0; i < n; i++) {
+                if (flags[i] & S2S_LINE_BAD_UTF8)
+                    fprintf(stderr, "s2s translate: warning: line %zu: invalid UTF-8 replaced by U+FFFD\n", total + i + 1);
+                if (flags[i] & S2S_LINE_TRUNCATED)
+                    fprintf(stderr, "s2s translate: warning: line %zu: longer than the model's max_len, truncated\n", total + i + 1);
+                fputs(out[i], stdout);
+                fputc('\n', stdout);
+                out_chars += strlen(out[i]);
+                free(out[i]);
+            }
+            fflush(stdout);
+        }
+        total += n;
+        free(out); free(flags);
+        s2s_free_lines(lines, n);
+        if (rc) break;
+    }
+    if (ferror(stdout)) { fprintf(stderr, "s2s translate: error writing the output\n"); rc = 1; }
+    if (!quiet && rc == 0)
+        fprintf(stderr, "s2s translate: %zu lines in %.3f s (%.1f lines/s; load %.3f s; beam %d, batch %d, %d threads)\n",
+                total, t_dec, t_dec > 0 ? (double)total / t_dec : 0.0, t_load, o.beam, o.batch, threads);
+    s2s_free(m);
+    free(model_path);
+    return rc;
+}

@@ -1,0 +1,127 @@
+/* config.c - model config JSON (de)serialization and validation. */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "common.h"
+#include "json.h"
+
+void s2s_config_default(s2s_config *c) {
+    memset(c, 0, sizeof *c);
+    c->d_model = 256; c->n_heads = 4; c->d_ff = 1024;
+    c->enc_layers = 6; c->dec_layers = 6;
+    c->max_len = 256;
+    c->activation = S2S_ACT_RELU;
+    strcpy(c->decoder, "transformer");
+}
+
+int s2s_config_check(const s2s_config *c, char *err, size_t errlen) {
+#define RANGE(f, lo, hi)                                                              \
+    if (c->f < (lo) || c->f > (hi)) {                                                 \
+        s2s_errf(err, errlen, "config: %s = %d is out of range [%d, %d]", #f, c->f, lo, hi); \
+        return -1;                                                                    \
+    }
+    RANGE(d_model, 2, 65536);
+    RANGE(n_heads, 1, 1024);
+    RANGE(d_ff, 1, 1 << 20);
+    RANGE(enc_layers, 0, 256);
+    RANGE(dec_layers, 1, 256);
+    RANGE(src_vocab, 5, 1 << 22);
+    RANGE(tgt_vocab, 5, 1 << 22);
+    RANGE(max_len, 2, 1 << 16);
+    RANGE(share_src_emb, 0, 1);
+    RANGE(activation, 0, 1);
+#undef RANGE
+    if (c->d_model % c->n_heads != 0) {
+        s2s_errf(err, errlen, "config: d_model = %d is not a multiple of n_heads = %d", c->d_model, c->n_heads);
+        return -1;
+    }
+    if (c->d_model % 2 != 0 || c->d_model < 4) {
+        s2s_errf(err, errlen, "config: d_model = %d must be even and >= 4 (sinusoidal positions)", c->d_model);
+        return -1;
+    }
+    if (c->share_src_emb && c->src_vocab != c->tgt_vocab) {
+        s2s_errf(err, errlen, "config: share_src_emb needs src_vocab == tgt_vocab (%d != %d)", c->src_vocab, c->tgt_vocab);
+        return -1;
+    }
+    if (strcmp(c->decoder, "transformer") != 0) {
+        s2s_errf(err, errlen, "config: unknown decoder kind '%s'", c->decoder);
+        return -1;
+    }
+    return 0;
+}
+
+char *s2s_config_to_json(const s2s_config *c) {
+    s2s_strbuf b;
+    s2s_strbuf_init(&b);
+    s2s_strbuf_appendf(&b,
+        "{\"d_model\":%d,\"n_heads\":%d,\"d_ff\":%d,\"enc_layers\":%d,\"dec_layers\":%d,"
+        "\"src_vocab\":%d,\"tgt_vocab\":%d,\"max_len\":%d,\"share_src_emb\":%d,"
+        "\"activation\":\"%s\",\"decoder\":",
+        c->d_model, c->n_heads, c->d_ff, c->enc_layers, c->dec_layers, c->src_vocab, c->tgt_vocab,
+        c->max_len, c->share_src_emb, c->activation == S2S_ACT_GELU ? "gelu" : "relu");
+    s2s_json_escape(&b, c->decoder, strlen(c->decoder));
+    s2s_strbuf_putc(&b, '}');
+    return b.s;
+}
+
+static const struct { const char *key; size_t off; } int_fields[] = {
+    {"d_model", offsetof(s2s_config, d_model)},
+    {"n_heads", offsetof(s2s_config, n_heads)},
+    {"d_ff", offsetof(s2s_config, d_ff)},
+    {"enc_layers", offsetof(s2s_config, enc_layers)},
+    {"dec_layers", offsetof(s2s_config, dec_layers)},
+    {"src_vocab", offsetof(s2s_config, src_vocab)},
+    {"tgt_vocab", offsetof(s2s_config, tgt_vocab)},
+    {"max_len", offsetof(s2s_config, max_len)},
+    {"share_src_emb", offsetof(s2s_config, share_src_emb)},
+};
+
+int s2s_config_from_json(s2s_config *c, const char *json, size_t len, char *err, size_t errlen) {
+    char jerr[200];
+    s2s_json *root = s2s_json_parse(json, len, jerr, sizeof jerr);
+    if (!root) { s2s_errf(err, errlen, "config: %s", jerr); return -1; }
+    int rc = -1;
+    if (s2s_json_typeof(root) != S2S_JSON_OBJ) { s2s_errf(err, errlen, "config: not a JSON object"); goto out; }
+    memset(c, 0, sizeof *c);
+    c->activation = -1;
+    for (size_t i = 0; i < s2s_json_len(root); i++) {
+        const char *key = s2s_json_key_at(root, i);
+        const s2s_json *v = s2s_json_at(root, i);
+        int done = 0;
+        for (size_t f = 0; f < sizeof int_fields / sizeof int_fields[0]; f++) {
+            if (strcmp(key, int_fields[f].key) != 0) continue;
+            double x = s2s_json_num(v);
+            if (s2s_json_typeof(v) == S2S_JSON_BOOL) x = s2s_json_bool(v);
+            else if (s2s_json_typeof(v) != S2S_JSON_NUM || x != floor(x) || fabs(x) > 1e9) {
+                s2s_errf(err, errlen, "config: %s must be an integer", key);
+                goto out;
+            }
+            *(int *)((char *)c + int_fields[f].off) = (int)x;
+            done = 1;
+        }
+        if (done) continue;
+        if (strcmp(key, "activation") == 0 || strcmp(key, "decoder") == 0) {
+            const char *s = s2s_json_str(v);
+            if (s2s_json_typeof(v) != S2S_JSON_STR) { s2s_errf(err, errlen, "config: %s must be a string", key); goto out; }
+            if (key[0] == 'a') {
+                if (strcmp(s, "relu") == 0) c->activation = S2S_ACT_RELU;
+                else if (strcmp(s, "gelu") == 0) c->activation = S2S_ACT_GELU;
+                else { s2s_errf(err, errlen, "config: activation must be \"relu\" or \"gelu\", not \"%.40s\"", s); goto out; }
+            } else {
+                if (strlen(s) >= sizeof c->decoder) { s2s_errf(err, errlen, "config: unknown decoder kind '%.40s'", s); goto out; }
+                strcpy(c->decoder, s);
+            }
+            continue;
+        }
+        s2s_errf(err, errlen, "config: unknown key '%.60s'", key);
+        goto out;
+    }
+    if (c->activation < 0) { s2s_errf(err, errlen, "config: missing key 'activation'"); goto out; }
+    if (!c->decoder[0]) strcpy(c->decoder, "transformer");
+    rc = s2s_config_check(c, err, errlen);
+out:
+    s2s_json_free(root);
+    return rc;
+}

@@ -1,0 +1,43 @@
+/* decoder.h - the one step interface every decoder kind implements.
+ *
+ * Search code (search.c: greedy and beam) drives any decoder only through these
+ * four calls, so adding a decoder kind (recurrent, T2R, multi-exit...) means
+ * writing one more s2s_decoder_ops and touching no search code:
+ *
+ *   st = ops->start(m, enc, src_len, B, Ts, R, max_steps); // N = B*R rows, row r -> sentence r/R
+ *   ops->step(st, logits, tokens, N);     // feed tokens [N], get next-token logits [N, V]
+ *   ops->select(st, rows, N2);            // new row i := old row rows[i] (reorder/duplicate/drop)
+ *   ops->free(st);
+ *
+ * All rows advance together: after k calls to step every row has consumed k
+ * tokens (the first is <s>). Model weights are only read: many states (one per
+ * thread) may share one model. */
+#ifndef S2S_DECODER_H
+#define S2S_DECODER_H
+
+#include <stdint.h>
+
+struct s2s_model;
+
+typedef struct s2s_decoder_ops {
+    const char *kind;
+    /* enc [B, Ts, D] encoder output (copied or projected as needed; the caller may
+     * free it after start); src_len [B]; R rows per sentence; max_steps bounds the
+     * number of step calls. Returns NULL only on allocation failure. */
+    void *(*start)(const struct s2s_model *m, const float *enc, const int32_t *src_len, int B,
+                   int Ts, int R, int max_steps);
+    /* logits [N, V] for the next token of each row, after consuming tokens [N]. */
+    void (*step)(void *st, float *logits, const int32_t *tokens, int N);
+    /* Keep rows: new row i = old row rows[i], i < N_new (rows may repeat). */
+    void (*select)(void *st, const int32_t *rows, int N_new);
+    void (*free)(void *st);
+    /* Bytes of decoding state per row after t steps (for memory reports). */
+    size_t (*state_bytes)(const struct s2s_model *m, int Ts, int t);
+} s2s_decoder_ops;
+
+/* The ops for the model's decoder kind (cfg.decoder), or NULL if unknown. */
+const s2s_decoder_ops *s2s_decoder_ops_for(const struct s2s_model *m);
+
+extern const s2s_decoder_ops s2s_transformer_decoder;
+
+#endif

@@ -1,0 +1,209 @@
+/* decoder_transformer.c - incremental Transformer decoding (the step interface of
+ * decoder.h): a per-layer self-attention K/V cache that grows one position a
+ * step, and cross-attention K/V projected once per source sentence at start.
+ * Linear layers and LayerNorm run through the fast kernels over all live rows
+ * at once (one sgemm per projection); attention over the cache is a small fused
+ * loop per (row, head). Checked against the teacher-forced forward pass of
+ * model.c by tests/test_model.c. */
+#include <math.h>
+#include <string.h>
+
+#include "common.h"
+#include "decoder.h"
+#include "kernels.h"
+#include "model.h"
+
+typedef struct {
+    const s2s_model *m;
+    int B, Ts, R, max_steps;
+    int N, Nmax;        /* live rows, capacity (B*R) */
+    int t;              /* steps taken */
+    int32_t *src_len;   /* [B] */
+    int32_t *row_sent;  /* [Nmax] sentence of each row */
+    float **kc, **vc;   /* [Ld] -> [Nmax, max_steps, D] self-attention cache */
+    float **ck, **cv;   /* [Ld] -> [B, Ts, D] cross-attention keys/values */
+    float *tmp;         /* [Nmax, max_steps, D] select scratch */
+    float *x, *h, *q, *k, *v, *a; /* [Nmax, D] */
+    float *f;           /* [Nmax, F] */
+    float *mean, *rstd; /* [Nmax] */
+    float *p;           /* [Nmax, H, max(Ts, max_steps)] attention weights */
+} tstate;
+
+static void *t_start(const s2s_model *m, const float *enc, const int32_t *src_len, int B, int Ts,
+                     int R, int max_steps) {
+    const s2s_config *c = &m->cfg;
+    int D = c->d_model, L = c->dec_layers, H = c->n_heads;
+    tstate *s = s2s_xcalloc(1, sizeof *s);
+    s->m = m; s->B = B; s->Ts = Ts; s->R = R; s->max_steps = max_steps;
+    s->Nmax = s->N = B * R;
+    size_t Nm = (size_t)s->Nmax;
+    s->src_len = s2s_xmalloc((size_t)B * sizeof(int32_t));
+    memcpy(s->src_len, src_len, (size_t)B * sizeof(int32_t));
+    s->row_sent = s2s_xmalloc(Nm * sizeof(int32_t));
+    for (int r = 0; r < s->N; r++) s->row_sent[r] = r / R;
+    s->kc = s2s_xcalloc((size_t)L, sizeof(float *)); s->vc = s2s_xcalloc((size_t)L, sizeof(float *));
+    s->ck = s2s_xcalloc((size_t)L, sizeof(float *)); s->cv = s2s_xcalloc((size_t)L, sizeof(float *));
+    size_t cache = Nm * (size_t)max_steps * D;
+    for (int l = 0; l < L; l++) {
+        s->kc[l] = s2s_xmalloc(cache * sizeof(float));
+        s->vc[l] = s2s_xmalloc(cache * sizeof(float));
+        s->ck[l] = s2s_xmalloc((size_t)B * Ts * D * sizeof(float));
+        s->cv[l] = s2s_xmalloc((size_t)B * Ts * D * sizeof(float));
+        const s2s_dec_layer *Ly = &m->dec[l];
+        s2s_k_linear_fwd(s->ck[l], enc, Ly->ck.w->data, Ly->ck.b->data, B * Ts, D, D);
+        s2s_k_linear_fwd(s->cv[l], enc, Ly->cv.w->data, Ly->cv.b->data, B * Ts, D, D);
+    }
+    s->tmp = s2s_xmalloc(cache * sizeof(float));
+    s->x = s2s_xmalloc(Nm * D * sizeof(float)); s->h = s2s_xmalloc(Nm * D * sizeof(float));
+    s->q = s2s_xmalloc(Nm * D * sizeof(float)); s->k = s2s_xmalloc(Nm * D * sizeof(float));
+    s->v = s2s_xmalloc(Nm * D * sizeof(float)); s->a = s2s_xmalloc(Nm * D * sizeof(float));
+    s->f = s2s_xmalloc(Nm * (size_t)c->d_ff * sizeof(float));
+    s->mean = s2s_xmalloc(Nm * sizeof(float)); s->rstd = s2s_xmalloc(Nm * sizeof(float));
+    int T = Ts > max_steps ? Ts : max_steps;
+    s->p = s2s_xmalloc(Nm * (size_t)H * T * sizeof(float));
+    return s;
+}
+
+/* a[r, head] = softmax(q k^T / sqrt(Dh)) v over keys 0..Tk-1 of row r's K/V block.
+ * kv(r) points at [Tk, D] rows; the loop is parallel over (row, head). */
+static void attend(float *a /* [N, D] */, float *p /* [N, H, Tmax] */, const float *q /* [N, D] */,
+                   const float *K, const float *Vv, size_t row_stride, const int32_t *row_block,
+                   const int32_t *lens /* per block, or NULL */, int Tk_all, int N, int H, int Dh,
+                   int Tmax) {
+    int D = H * Dh;
+    float scale = 1.0f / sqrtf((float)Dh);
+#pragma omp parallel for schedule(static) if (N * H * Tk_all * Dh > 32768)
+    for (int rh = 0; rh < N * H; rh++) {
+        int r = rh / H, hd = rh % H;
+        int blk = row_block ? row_block[r] : r;
+        int Tk = lens ? lens[blk] : Tk_all;
+        const float *qr = q + (size_t)r * D + hd * Dh;
+        const float *Kb = K + (size_t)blk * row_stride + hd * Dh;
+        const float *Vb = Vv + (size_t)blk * row_stride + hd * Dh;
+        float *pr = p + ((size_t)r * H + hd) * Tmax;
+        float *ar = a + (size_t)r * D + hd * Dh;
+        float mx = -INFINITY;
+        for (int j = 0; j < Tk; j++) {
+            const float *kj = Kb + (size_t)j * D;
+            float sdot = 0.0f;
+            for (int d = 0; d < Dh; d++) sdot += qr[d] * kj[d];
+            sdot *= scale;
+            pr[j] = sdot;
+            if (sdot > mx) mx = sdot;
+        }
+        float sum = 0.0f;
+        for (int j = 0; j < Tk; j++) { pr[j] = expf(pr[j] - mx); sum += pr[j]; }
+        float inv = Tk > 0 ? 1.0f / sum : 0.0f;
+        for (int d = 0; d < Dh; d++) ar[d] = 0.0f;
+        for (int j = 0; j < Tk; j++) {
+            const float *vj = Vb + (size_t)j * D;
+            float w = pr[j] * inv;
+            for (int d = 0; d < Dh; d++) ar[d] += w * vj[d];
+        }
+    }
+}
+
+static void add_into(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+static void t_step(void *st, float *logits, const int32_t *tokens, int N) {
+    tstate *s = st;
+    const s2s_model *m = s->m;
+    const s2s_config *c = &m->cfg;
+    int D = c->d_model, H = c->n_heads, Dh = D / H, F = c->d_ff, t = s->t;
+    S2S_ASSERT(N == s->N && t < s->max_steps && t < c->max_len);
+    float sq = sqrtf((float)D);
+    for (int r = 0; r < N; r++) {
+        const float *e = m->tgt_emb->data + (size_t)tokens[r] * D;
+        const float *pe = m->pe + (size_t)t * D;
+        float *xr = s->x + (size_t)r * D;
+        for (int d = 0; d < D; d++) xr[d] = e[d] * sq + pe[d];
+    }
+    int Tmax = s->Ts > s->max_steps ? s->Ts : s->max_steps;
+    size_t ND = (size_t)N * D, cstride = (size_t)s->max_steps * D;
+    for (int l = 0; l < c->dec_layers; l++) {
+        const s2s_dec_layer *L = &m->dec[l];
+        /* self-attention over the cache */
+        s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln1.w->data, L->ln1.b->data, N, D);
+        s2s_k_linear_fwd(s->q, s->h, L->sq.w->data, L->sq.b->data, N, D, D);
+        s2s_k_linear_fwd(s->k, s->h, L->sk.w->data, L->sk.b->data, N, D, D);
+        s2s_k_linear_fwd(s->v, s->h, L->sv.w->data, L->sv.b->data, N, D, D);
+        for (int r = 0; r < N; r++) {
+            memcpy(s->kc[l] + r * cstride + (size_t)t * D, s->k + (size_t)r * D, (size_t)D * sizeof(float));
+            memcpy(s->vc[l] + r * cstride + (size_t)t * D, s->v + (size_t)r * D, (size_t)D * sizeof(float));
+        }
+        attend(s->a, s->p, s->q, s->kc[l], s->vc[l], cstride, NULL, NULL, t + 1, N, H, Dh, Tmax);
+        s2s_k_linear_fwd(s->h, s->a, L->so.w->data, L->so.b->data, N, D, D);
+        add_into(s->x, s->h, ND);
+        /* cross-attention over the projected source */
+        s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln2.w->data, L->ln2.b->data, N, D);
+        s2s_k_linear_fwd(s->q, s->h, L->cq.w->data, L->cq.b->data, N, D, D);
+        attend(s->a, s->p, s->q, s->ck[l], s->cv[l], (size_t)s->Ts * D, s->row_sent, s->src_len,
+               s->Ts, N, H, Dh, Tmax);
+        s2s_k_linear_fwd(s->h, s->a, L->co.w->data, L->co.b->data, N, D, D);
+        add_into(s->x, s->h, ND);
+        /* feed-forward */
+        s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln3.w->data, L->ln3.b->data, N, D);
+        s2s_k_linear_fwd(s->f, s->h, L->fc1.w->data, L->fc1.b->data, N, D, F);
+        if (c->activation == S2S_ACT_GELU) s2s_k_gelu_fwd(s->f, s->f, (size_t)N * F);
+        else s2s_k_relu_fwd(s->f, s->f, (size_t)N * F);
+        s2s_k_linear_fwd(s->h, s->f, L->fc2.w->data, L->fc2.b->data, N, F, D);
+        add_into(s->x, s->h, ND);
+    }
+    s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, m->dec_ln.w->data, m->dec_ln.b->data, N, D);
+    s2s_k_linear_fwd(logits, s->h, m->tgt_emb->data, NULL, N, D, c->tgt_vocab);
+    s->t++;
+}
+
+static void t_select(void *st, const int32_t *rows, int N_new) {
+    tstate *s = st;
+    S2S_ASSERT(N_new <= s->Nmax);
+    int D = s->m->cfg.d_model;
+    size_t cstride = (size_t)s->max_steps * D, used = (size_t)s->t * D;
+    int identity = N_new == s->N;
+    for (int i = 0; identity && i < N_new; i++) identity = rows[i] == i;
+    if (!identity && used > 0) {
+        for (int l = 0; l < s->m->cfg.dec_layers; l++) {
+            float *bufs[2] = {s->kc[l], s->vc[l]};
+            for (int b = 0; b < 2; b++) {
+                for (int i = 0; i < N_new; i++) {
+                    S2S_ASSERT(rows[i] >= 0 && rows[i] < s->N);
+                    memcpy(s->tmp + i * cstride, bufs[b] + rows[i] * cstride, used * sizeof(float));
+                }
+                for (int i = 0; i < N_new; i++)
+                    memcpy(bufs[b] + i * cstride, s->tmp + i * cstride, used * sizeof(float));
+            }
+        }
+    }
+    int32_t *rs = s2s_xmalloc((size_t)(N_new ? N_new : 1) * sizeof(int32_t));
+    for (int i = 0; i < N_new; i++) rs[i] = s->row_sent[rows[i]];
+    memcpy(s->row_sent, rs, (size_t)N_new * sizeof(int32_t));
+    free(rs);
+    s->N = N_new;
+}
+
+static void t_free(void *st) {
+    tstate *s = st;
+    if (!s) return;
+    for (int l = 0; l < s->m->cfg.dec_layers; l++) { free(s->kc[l]); free(s->vc[l]); free(s->ck[l]); free(s->cv[l]); }
+    free(s->kc); free(s->vc); free(s->ck); free(s->cv);
+    free(s->src_len); free(s->row_sent); free(s->tmp);
+    free(s->x); free(s->h); free(s->q); free(s->k); free(s->v); free(s->a); free(s->f);
+    free(s->mean); free(s->rstd); free(s->p);
+    free(s);
+}
+
+static size_t t_state_bytes(const s2s_model *m, int Ts, int t) {
+    /* per row: self K/V cache (2 * Ld * t * D) + cross K/V (2 * Ld * Ts * D, per sentence) */
+    return sizeof(float) * 2 * (size_t)m->cfg.dec_layers * (size_t)m->cfg.d_model * (size_t)(t + Ts);
+}
+
+const s2s_decoder_ops s2s_transformer_decoder = {
+    "transformer", t_start, t_step, t_select, t_free, t_state_bytes,
+};
+
+const s2s_decoder_ops *s2s_decoder_ops_for(const s2s_model *m) {
+    if (strcmp(m->cfg.decoder, "transformer") == 0) return &s2s_transformer_decoder;
+    return NULL;
+}

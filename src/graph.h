@@ -1,0 +1,78 @@
+/* graph.h - tensors and reverse-mode automatic differentiation.
+ *
+ * Eager tape: every op computes its output at once (through the fast kernels of
+ * kernels.h) and, unless the graph is in no-grad mode, records a node with what
+ * its backward needs. s2s_graph_backward() walks the tape in reverse and calls
+ * each op's backward kernel, accumulating into .grad buffers.
+ *
+ * Memory: non-parameter tensors (activations, their grads, saved buffers) are
+ * carved from one bump arena owned by the graph; s2s_graph_reset() frees them
+ * all at once. Parameters are long-lived tensors made by s2s_param_new().
+ *
+ *   s2s_graph *g = s2s_graph_new();
+ *   s2s_tensor *h = s2s_relu(g, s2s_linear(g, x, w, b));
+ *   s2s_tensor *loss = s2s_mean(g, h);
+ *   s2s_graph_backward(g, loss);        // w->grad, b->grad now hold dloss/dparam
+ *   s2s_graph_reset(g);
+ */
+#ifndef S2S_GRAPH_H
+#define S2S_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct s2s_tensor {
+    float *data;       /* [n] row-major */
+    float *grad;       /* [n] or NULL until needed */
+    size_t n;          /* number of elements */
+    int ndim;
+    int shape[4];
+    int requires_grad; /* parameter, or computed from one */
+    int is_param;      /* long-lived (s2s_param_new), grad persists across resets */
+} s2s_tensor;
+
+typedef struct s2s_graph s2s_graph;
+
+s2s_graph *s2s_graph_new(void);
+void s2s_graph_free(s2s_graph *g);
+void s2s_graph_reset(s2s_graph *g);                 /* drop tape and arena */
+void s2s_graph_set_grad(s2s_graph *g, int enabled); /* 0: no tape (inference) */
+void s2s_graph_set_training(s2s_graph *g, int training, uint64_t *rng); /* dropout on/off */
+size_t s2s_graph_arena_used(const s2s_graph *g);
+/* loss must be a scalar (n == 1); seeds dloss = 1. */
+void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss);
+
+/* Tensors */
+s2s_tensor *s2s_param_new(int ndim, const int *shape); /* zeroed data + grad */
+void s2s_param_free(s2s_tensor *t);
+s2s_tensor *s2s_tensor_new(s2s_graph *g, int ndim, const int *shape); /* arena, zeroed */
+/* Wrap existing memory (no copy, no grad): inputs, constants, read-only weights. */
+s2s_tensor *s2s_tensor_wrap(s2s_graph *g, float *data, int ndim, const int *shape);
+void *s2s_graph_alloc(s2s_graph *g, size_t bytes); /* arena scratch, 64-byte aligned, zeroed */
+
+/* Ops. Row-wise ops treat a tensor as [n / last_dim, last_dim]. */
+s2s_tensor *s2s_linear(s2s_graph *g, s2s_tensor *x /* [.., K] */, s2s_tensor *w /* [M, K] */,
+                       s2s_tensor *b /* [M] or NULL */);                    /* -> [.., M] */
+s2s_tensor *s2s_matmul(s2s_graph *g, s2s_tensor *a /* [M, K] */, s2s_tensor *b /* [K, N] */);
+s2s_tensor *s2s_add(s2s_graph *g, s2s_tensor *a, s2s_tensor *b);  /* same shape */
+s2s_tensor *s2s_mul(s2s_graph *g, s2s_tensor *a, s2s_tensor *b);  /* same shape */
+s2s_tensor *s2s_scale(s2s_graph *g, s2s_tensor *a, float s);
+s2s_tensor *s2s_embedding(s2s_graph *g, s2s_tensor *table /* [V, D] */, const int32_t *ids,
+                          int ndim, const int *shape);   /* ids [shape] -> [shape, D] */
+s2s_tensor *s2s_layernorm(s2s_graph *g, s2s_tensor *x, s2s_tensor *w, s2s_tensor *b);
+s2s_tensor *s2s_softmax(s2s_graph *g, s2s_tensor *x);
+s2s_tensor *s2s_logsoftmax(s2s_graph *g, s2s_tensor *x);
+s2s_tensor *s2s_relu(s2s_graph *g, s2s_tensor *x);
+s2s_tensor *s2s_gelu(s2s_graph *g, s2s_tensor *x);
+s2s_tensor *s2s_dropout(s2s_graph *g, s2s_tensor *x, float p); /* identity unless training */
+/* Multi-head attention core: q [B, Tq, D], k/v [B, Tk, D], D = H * Dh.
+ * kv_len [B] (copied; NULL = no padding), causal mask when causal != 0. -> [B, Tq, D] */
+s2s_tensor *s2s_attention(s2s_graph *g, s2s_tensor *q, s2s_tensor *k, s2s_tensor *v,
+                          const int32_t *kv_len, int causal, int H);
+/* Mean label-smoothed cross-entropy over rows whose target != ignore -> scalar. */
+s2s_tensor *s2s_xent(s2s_graph *g, s2s_tensor *logits /* [N, V] */, const int32_t *tgt /* [N] */,
+                     float eps, int ignore, int *n_counted);
+s2s_tensor *s2s_sum(s2s_graph *g, s2s_tensor *x);  /* -> scalar */
+s2s_tensor *s2s_mean(s2s_graph *g, s2s_tensor *x); /* -> scalar */
+
+#endif

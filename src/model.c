@@ -1,0 +1,213 @@
+/* model.c - Transformer parameters, initialisation and the training forward pass
+ * (docs/MODEL.md). Inference decoding lives in decoder_transformer.c. */
+#include "model.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "common.h"
+#include "tokenizer.h"
+
+/* -------------------------------------------------------- parameters */
+
+static s2s_tensor *reg(s2s_model *m, int cap, const char *name, int d0, int d1) {
+    S2S_ASSERT(m->n_params < cap);
+    int ndim = d1 > 0 ? 2 : 1;
+    int shape[2] = {d0, d1};
+    s2s_tensor *t;
+    if (m->trainable) {
+        t = s2s_param_new(ndim, shape);
+    } else {
+        t = s2s_xcalloc(1, sizeof *t);
+        t->ndim = ndim;
+        t->shape[0] = d0; t->shape[1] = d1;
+        t->n = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
+    }
+    s2s_param_entry *e = &m->params[m->n_params++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->t = t;
+    e->decay = ndim == 2;
+    return t;
+}
+
+static void reg_lin(s2s_model *m, int cap, s2s_lin_p *p, const char *prefix, int out, int in) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "%s.weight", prefix); p->w = reg(m, cap, nm, out, in);
+    snprintf(nm, sizeof nm, "%s.bias", prefix);   p->b = reg(m, cap, nm, out, 0);
+}
+
+static void reg_ln(s2s_model *m, int cap, s2s_ln_p *p, const char *prefix, int D) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "%s.weight", prefix); p->w = reg(m, cap, nm, D, 0);
+    snprintf(nm, sizeof nm, "%s.bias", prefix);   p->b = reg(m, cap, nm, D, 0);
+}
+
+/* Build the parameter table; data is allocated only when trainable. */
+
+s2s_model *s2s_model_new_empty(const s2s_config *c, int trainable) {
+    s2s_model *m = s2s_xcalloc(1, sizeof *m);
+    m->cfg = *c;
+    m->trainable = trainable;
+    int D = c->d_model, F = c->d_ff;
+    int cap = 8 + 16 * c->enc_layers + 26 * c->dec_layers;
+    m->params = s2s_xcalloc((size_t)cap, sizeof *m->params);
+    m->tgt_emb = reg(m, cap, "tgt_emb.weight", c->tgt_vocab, D);
+    m->src_emb = c->share_src_emb ? m->tgt_emb : reg(m, cap, "src_emb.weight", c->src_vocab, D);
+    m->enc = s2s_xcalloc((size_t)(c->enc_layers ? c->enc_layers : 1), sizeof *m->enc);
+    m->dec = s2s_xcalloc((size_t)c->dec_layers, sizeof *m->dec);
+    char p[48];
+    for (int i = 0; i < c->enc_layers; i++) {
+        s2s_enc_layer *L = &m->enc[i];
+        snprintf(p, sizeof p, "enc.%d.ln1", i); reg_ln(m, cap, &L->ln1, p, D);
+        snprintf(p, sizeof p, "enc.%d.attn.q", i); reg_lin(m, cap, &L->q, p, D, D);
+        snprintf(p, sizeof p, "enc.%d.attn.k", i); reg_lin(m, cap, &L->k, p, D, D);
+        snprintf(p, sizeof p, "enc.%d.attn.v", i); reg_lin(m, cap, &L->v, p, D, D);
+        snprintf(p, sizeof p, "enc.%d.attn.o", i); reg_lin(m, cap, &L->o, p, D, D);
+        snprintf(p, sizeof p, "enc.%d.ln2", i); reg_ln(m, cap, &L->ln2, p, D);
+        snprintf(p, sizeof p, "enc.%d.fc1", i); reg_lin(m, cap, &L->fc1, p, F, D);
+        snprintf(p, sizeof p, "enc.%d.fc2", i); reg_lin(m, cap, &L->fc2, p, D, F);
+    }
+    reg_ln(m, cap, &m->enc_ln, "enc.ln", D);
+    for (int i = 0; i < c->dec_layers; i++) {
+        s2s_dec_layer *L = &m->dec[i];
+        snprintf(p, sizeof p, "dec.%d.ln1", i); reg_ln(m, cap, &L->ln1, p, D);
+        snprintf(p, sizeof p, "dec.%d.self.q", i); reg_lin(m, cap, &L->sq, p, D, D);
+        snprintf(p, sizeof p, "dec.%d.self.k", i); reg_lin(m, cap, &L->sk, p, D, D);
+        snprintf(p, sizeof p, "dec.%d.self.v", i); reg_lin(m, cap, &L->sv, p, D, D);
+        snprintf(p, sizeof p, "dec.%d.self.o", i); reg_lin(m, cap, &L->so, p, D, D);
+        snprintf(p, sizeof p, "dec.%d.ln2", i); reg_ln(m, cap, &L->ln2, p, D);
+        snprintf(p, sizeof p, "dec.%d.cross.q", i); reg_lin(m, cap, &L->cq, p, D, D);
+        snprintf(p, sizeof p, "dec.%d.cross.k", i); reg_lin(m, cap, &L->ck, p, D, D);
+        snprintf(p, sizeof p, "dec.%d.cross.v", i); reg_lin(m, cap, &L->cv, p, D, D);
+        snprintf(p, sizeof p, "dec.%d.cross.o", i); reg_lin(m, cap, &L->co, p, D, D);
+        snprintf(p, sizeof p, "dec.%d.ln3", i); reg_ln(m, cap, &L->ln3, p, D);
+        snprintf(p, sizeof p, "dec.%d.fc1", i); reg_lin(m, cap, &L->fc1, p, F, D);
+        snprintf(p, sizeof p, "dec.%d.fc2", i); reg_lin(m, cap, &L->fc2, p, D, F);
+    }
+    reg_ln(m, cap, &m->dec_ln, "dec.ln", D);
+
+    /* sinusoidal positions, tensor2tensor / CTranslate2 layout */
+    int half = D / 2;
+    m->pe = s2s_xmalloc((size_t)c->max_len * (size_t)D * sizeof(float));
+    double inc = log(10000.0) / (double)(half > 1 ? half - 1 : 1);
+    for (int pos = 0; pos < c->max_len; pos++)
+        for (int j = 0; j < half; j++) {
+            double a = (double)pos * exp(-(double)j * inc);
+            m->pe[(size_t)pos * D + j] = (float)sin(a);
+            m->pe[(size_t)pos * D + half + j] = (float)cos(a);
+        }
+    return m;
+}
+
+s2s_model *s2s_model_create(const s2s_config *c, struct s2s_tokenizer *src_tok,
+                            struct s2s_tokenizer *tgt_tok, uint64_t seed) {
+    s2s_model *m = s2s_model_new_empty(c, 1);
+    m->src_tok = src_tok;
+    m->tgt_tok = tgt_tok;
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int i = 0; i < m->n_params; i++) {
+        s2s_param_entry *e = &m->params[i];
+        s2s_tensor *t = e->t;
+        const char *nm = e->name;
+        size_t L = strlen(nm);
+        if (strstr(nm, "_emb.")) {
+            float sd = 1.0f / sqrtf((float)c->d_model);
+            for (size_t j = 0; j < t->n; j++) t->data[j] = sd * s2s_rng_normal(&rng);
+            for (int d = 0; d < c->d_model; d++) t->data[d] = 0.0f; /* <pad> row */
+        } else if (t->ndim == 2) { /* xavier uniform */
+            float lim = sqrtf(6.0f / (float)(t->shape[0] + t->shape[1]));
+            for (size_t j = 0; j < t->n; j++) t->data[j] = lim * (2.0f * s2s_rng_uniform(&rng) - 1.0f);
+        } else if (L > 7 && strcmp(nm + L - 7, ".weight") == 0) { /* LayerNorm gain */
+            for (size_t j = 0; j < t->n; j++) t->data[j] = 1.0f;
+        } /* biases stay 0 */
+    }
+    return m;
+}
+
+void s2s_model_free(s2s_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_params; i++) {
+        s2s_tensor *t = m->params[i].t;
+        if (m->trainable) s2s_param_free(t);
+        else { if (t->is_param) free(t->data); free(t); } /* is_param marks owned data */
+    }
+    free(m->params); free(m->enc); free(m->dec); free(m->pe); free(m->train_meta);
+    s2s_tok_free(m->src_tok);
+    if (m->tgt_tok != m->src_tok) s2s_tok_free(m->tgt_tok);
+    s2s_model_close_file(m);
+    free(m);
+}
+
+size_t s2s_model_param_count(const s2s_model *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_params; i++) n += m->params[i].t->n;
+    return n;
+}
+
+s2s_tensor *s2s_model_param(const s2s_model *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i].name, name) == 0) return m->params[i].t;
+    return NULL;
+}
+
+/* ---------------------------------------------------- forward (graph) */
+
+/* tok [B, T] -> emb * sqrt(D) + PE, dropout -> [B, T, D] */
+static s2s_tensor *embed(s2s_graph *g, const s2s_model *m, s2s_tensor *table, const int32_t *ids,
+                         int B, int T, float dropout) {
+    int D = m->cfg.d_model;
+    S2S_ASSERT(T <= m->cfg.max_len);
+    s2s_tensor *e = s2s_embedding(g, table, ids, 2, (int[]){B, T});
+    e = s2s_scale(g, e, sqrtf((float)D));
+    s2s_tensor *pe = s2s_tensor_new(g, 3, (int[]){B, T, D});
+    for (int b = 0; b < B; b++) memcpy(pe->data + (size_t)b * T * D, m->pe, (size_t)T * D * sizeof(float));
+    return s2s_dropout(g, s2s_add(g, e, pe), dropout);
+}
+
+static s2s_tensor *lin(s2s_graph *g, s2s_tensor *x, const s2s_lin_p *p) { return s2s_linear(g, x, p->w, p->b); }
+static s2s_tensor *ln(s2s_graph *g, s2s_tensor *x, const s2s_ln_p *p) { return s2s_layernorm(g, x, p->w, p->b); }
+
+static s2s_tensor *ffn(s2s_graph *g, const s2s_model *m, s2s_tensor *x, const s2s_lin_p *fc1,
+                       const s2s_lin_p *fc2) {
+    s2s_tensor *h = lin(g, x, fc1);
+    h = m->cfg.activation == S2S_ACT_GELU ? s2s_gelu(g, h) : s2s_relu(g, h);
+    return lin(g, h, fc2);
+}
+
+static s2s_tensor *mha(s2s_graph *g, const s2s_model *m, s2s_tensor *xq, s2s_tensor *xkv,
+                       const s2s_lin_p *q, const s2s_lin_p *k, const s2s_lin_p *v,
+                       const s2s_lin_p *o, const int32_t *kv_len, int causal) {
+    s2s_tensor *a = s2s_attention(g, lin(g, xq, q), lin(g, xkv, k), lin(g, xkv, v), kv_len, causal,
+                                  m->cfg.n_heads);
+    return lin(g, a, o);
+}
+
+s2s_tensor *s2s_model_encode(s2s_graph *g, const s2s_model *m, const int32_t *src,
+                             const int32_t *src_len, int B, int Ts, float dropout) {
+    s2s_tensor *x = embed(g, m, m->src_emb, src, B, Ts, dropout);
+    for (int i = 0; i < m->cfg.enc_layers; i++) {
+        const s2s_enc_layer *L = &m->enc[i];
+        s2s_tensor *h = ln(g, x, &L->ln1);
+        x = s2s_add(g, x, s2s_dropout(g, mha(g, m, h, h, &L->q, &L->k, &L->v, &L->o, src_len, 0), dropout));
+        h = ln(g, x, &L->ln2);
+        x = s2s_add(g, x, s2s_dropout(g, ffn(g, m, h, &L->fc1, &L->fc2), dropout));
+    }
+    return ln(g, x, &m->enc_ln);
+}
+
+s2s_tensor *s2s_model_decode_train(s2s_graph *g, const s2s_model *m, s2s_tensor *enc,
+                                   const int32_t *src_len, const int32_t *tgt_in, int B,
+                                   int Tt, float dropout) {
+    s2s_tensor *y = embed(g, m, m->tgt_emb, tgt_in, B, Tt, dropout);
+    for (int i = 0; i < m->cfg.dec_layers; i++) {
+        const s2s_dec_layer *L = &m->dec[i];
+        s2s_tensor *h = ln(g, y, &L->ln1);
+        y = s2s_add(g, y, s2s_dropout(g, mha(g, m, h, h, &L->sq, &L->sk, &L->sv, &L->so, NULL, 1), dropout));
+        h = ln(g, y, &L->ln2);
+        y = s2s_add(g, y, s2s_dropout(g, mha(g, m, h, enc, &L->cq, &L->ck, &L->cv, &L->co, src_len, 0), dropout));
+        h = ln(g, y, &L->ln3);
+        y = s2s_add(g, y, s2s_dropout(g, ffn(g, m, h, &L->fc1, &L->fc2), dropout));
+    }
+    y = ln(g, y, &m->dec_ln);
+    return s2s_linear(g, y, m->tgt_emb, NULL);
+}

@@ -1,0 +1,93 @@
+/* model.h - the pre-LayerNorm Transformer encoder-decoder (docs/MODEL.md).
+ *
+ * A model owns its weights (immutable once loaded for inference, so one model
+ * can be shared by many decoding threads), its tokenizers and its config.
+ * Training builds the forward pass on a graph (graph.h); inference runs the
+ * encoder on a no-grad graph and the decoder through the step interface of
+ * decoder.h. Checkpoint I/O lives in checkpoint.c. */
+#ifndef S2S_MODEL_H
+#define S2S_MODEL_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "graph.h"
+
+struct s2s_tokenizer;
+struct s2s_st_file;
+
+typedef struct { s2s_tensor *w, *b; } s2s_lin_p; /* w [out, in], b [out] */
+typedef struct { s2s_tensor *w, *b; } s2s_ln_p;  /* w, b [D] */
+
+typedef struct {
+    s2s_ln_p ln1, ln2;
+    s2s_lin_p q, k, v, o; /* [D, D] */
+    s2s_lin_p fc1;        /* [F, D] */
+    s2s_lin_p fc2;        /* [D, F] */
+} s2s_enc_layer;
+
+typedef struct {
+    s2s_ln_p ln1, ln2, ln3;
+    s2s_lin_p sq, sk, sv, so; /* self-attention [D, D] */
+    s2s_lin_p cq, ck, cv, co; /* cross-attention [D, D] */
+    s2s_lin_p fc1, fc2;
+} s2s_dec_layer;
+
+typedef struct {
+    char name[64];   /* safetensors name */
+    s2s_tensor *t;
+    int decay;       /* weight decay applies (2-D tensors) */
+} s2s_param_entry;
+
+typedef struct s2s_model {
+    s2s_config cfg;
+    s2s_tensor *tgt_emb;  /* [Vt, D] tied output projection */
+    s2s_tensor *src_emb;  /* [Vs, D], == tgt_emb when shared */
+    s2s_enc_layer *enc;   /* [Le] */
+    s2s_ln_p enc_ln;
+    s2s_dec_layer *dec;   /* [Ld] */
+    s2s_ln_p dec_ln;
+    s2s_param_entry *params; /* every weight, in save order */
+    int n_params;
+    float *pe;            /* [max_len, D] sinusoidal positions */
+    struct s2s_tokenizer *src_tok, *tgt_tok;
+    char *train_meta;     /* JSON from __metadata__["s2s.train"], or NULL */
+    struct s2s_st_file *file; /* open mapping when weights point into it */
+    int trainable;        /* weights are private, writable, with grads */
+} s2s_model;
+
+/* New randomly initialised trainable model; takes ownership of the tokenizers. */
+s2s_model *s2s_model_create(const s2s_config *cfg, struct s2s_tokenizer *src_tok,
+                            struct s2s_tokenizer *tgt_tok, uint64_t seed);
+void s2s_model_free(s2s_model *m);
+size_t s2s_model_param_count(const s2s_model *m);
+s2s_tensor *s2s_model_param(const s2s_model *m, const char *name); /* NULL if absent */
+
+/* Encoder: src [B, Ts] ids, src_len [B] -> [B, Ts, D] (graph-owned). */
+s2s_tensor *s2s_model_encode(s2s_graph *g, const s2s_model *m, const int32_t *src,
+                             const int32_t *src_len, int B, int Ts, float dropout);
+/* Teacher-forced decoder: tgt_in [B, Tt] -> logits [B, Tt, Vt]. */
+s2s_tensor *s2s_model_decode_train(s2s_graph *g, const s2s_model *m, s2s_tensor *enc,
+                                   const int32_t *src_len, const int32_t *tgt_in, int B,
+                                   int Tt, float dropout);
+
+/* Checkpoints (checkpoint.c). Extra tensors/metadata let the trainer store its state. */
+typedef struct {
+    const char *name;
+    const float *data;
+    int ndim;
+    int64_t shape[4];
+} s2s_extra_tensor;
+
+/* Internal (checkpoint.c / model.c): empty parameter table; release the mapping. */
+s2s_model *s2s_model_new_empty(const s2s_config *cfg, int trainable);
+void s2s_model_close_file(s2s_model *m);
+
+s2s_model *s2s_model_load(const char *path, int trainable, char *err, size_t errlen);
+int s2s_model_save(const s2s_model *m, const char *path, const s2s_extra_tensor *extra,
+                   int n_extra, const char *const *meta_kv, int n_meta, int fp16, char *err,
+                   size_t errlen);
+
+#define S2S_FORMAT_VERSION "1"
+
+#endif

@@ -1,0 +1,201 @@
+/* search.c - greedy and beam search, written once against the step interface of
+ * decoder.h (start / step / select / free), so every decoder kind gets both.
+ *
+ * Greedy: one row per sentence; finished sentences are dropped with select().
+ * Beam: K rows per live sentence; each step takes the top 2K of K*V candidates,
+ * EOS candidates among the first K finish a hypothesis (normalised by
+ * len^length_penalty), the others refill the K rows; a sentence is done when it
+ * has K finished hypotheses or reaches its length limit. */
+#include "search.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "common.h"
+#include "decoder.h"
+#include "kernels.h"
+#include "model.h"
+#include "tokenizer.h"
+
+void s2s_search_opts_default(s2s_search_opts *o) {
+    o->beam = 1;
+    o->max_len = 256;
+    o->len_ratio = 2.0f;
+    o->length_penalty = 1.0f;
+}
+
+static int limit_for(const s2s_model *m, const s2s_search_opts *o, int src_len) {
+    int lim = o->max_len;
+    if (lim > m->cfg.max_len - 1) lim = m->cfg.max_len - 1;
+    if (o->len_ratio > 0) {
+        int r = (int)(o->len_ratio * (float)src_len) + 10;
+        if (r < lim) lim = r;
+    }
+    return lim < 1 ? 1 : lim;
+}
+
+static void greedy(const s2s_model *m, const s2s_decoder_ops *ops, const float *enc,
+                   const int32_t *src_len, int B, int Ts, const s2s_search_opts *o,
+                   int32_t **out, int *out_len, float *score) {
+    int V = m->cfg.tgt_vocab, maxT = 0;
+    int *lim = s2s_xmalloc((size_t)B * sizeof(int));
+    for (int b = 0; b < B; b++) { lim[b] = limit_for(m, o, src_len[b]); if (lim[b] > maxT) maxT = lim[b]; }
+    void *st = ops->start(m, enc, src_len, B, Ts, 1, maxT + 1);
+    int N = B;
+    int32_t *sent = s2s_xmalloc((size_t)B * sizeof(int32_t)); /* row -> sentence */
+    int32_t *tok = s2s_xmalloc((size_t)B * sizeof(int32_t));
+    int32_t *keep = s2s_xmalloc((size_t)B * sizeof(int32_t));
+    float *logits = s2s_xmalloc((size_t)B * V * sizeof(float));
+    double *lp = s2s_xcalloc((size_t)B, sizeof(double));
+    for (int b = 0; b < B; b++) {
+        sent[b] = b; tok[b] = S2S_BOS;
+        out[b] = s2s_xmalloc((size_t)(lim[b] + 1) * sizeof(int32_t));
+        out_len[b] = 0;
+    }
+    for (int t = 0; N > 0; t++) {
+        ops->step(st, logits, tok, N);
+        int N2 = 0;
+        for (int r = 0; r < N; r++) {
+            const float *lr = logits + (size_t)r * V;
+            int best = 0;
+            for (int v = 1; v < V; v++) if (lr[v] > lr[best]) best = v;
+            if (score) { /* log-probability of the argmax */
+                double mx = lr[best], z = 0;
+                for (int v = 0; v < V; v++) z += exp((double)lr[v] - mx);
+                lp[sent[r]] -= log(z);
+            }
+            int b = sent[r];
+            if (best == S2S_EOS) continue;
+            out[b][out_len[b]++] = best;
+            if (out_len[b] >= lim[b]) continue;
+            keep[N2] = r; sent[N2] = b; tok[N2] = best; N2++;
+        }
+        if (N2 < N) ops->select(st, keep, N2);
+        N = N2;
+    }
+    if (score) for (int b = 0; b < B; b++) score[b] = (float)(lp[b] / pow((double)out_len[b] + 1, o->length_penalty));
+    ops->free(st);
+    free(lim); free(sent); free(tok); free(keep); free(logits); free(lp);
+}
+
+typedef struct { float s; int row, tok; } cand;
+
+/* keep the top n candidates (by s) in h[0..n) as a min-heap */
+static void heap_push(cand *h, int *size, int cap, cand c) {
+    if (*size < cap) {
+        int i = (*size)++;
+        h[i] = c;
+        while (i > 0 && h[(i - 1) / 2].s > h[i].s) { cand t = h[i]; h[i] = h[(i - 1) / 2]; h[(i - 1) / 2] = t; i = (i - 1) / 2; }
+    } else if (c.s > h[0].s) {
+        h[0] = c;
+        int i = 0;
+        for (;;) {
+            int l = 2 * i + 1, r = l + 1, mn = i;
+            if (l < cap && h[l].s < h[mn].s) mn = l;
+            if (r < cap && h[r].s < h[mn].s) mn = r;
+            if (mn == i) break;
+            cand t = h[i]; h[i] = h[mn]; h[mn] = t; i = mn;
+        }
+    }
+}
+
+static int cand_desc(const void *a, const void *b) {
+    float x = ((const cand *)a)->s, y = ((const cand *)b)->s;
+    return x < y ? 1 : x > y ? -1 : ((const cand *)a)->row - ((const cand *)b)->row;
+}
+
+static void beam_search(const s2s_model *m, const s2s_decoder_ops *ops, const float *enc,
+                        const int32_t *src_len, int B, int Ts, const s2s_search_opts *o,
+                        int32_t **out, int *out_len, float *score) {
+    int K = o->beam, V = m->cfg.tgt_vocab, maxT = 0;
+    int *lim = s2s_xmalloc((size_t)B * sizeof(int));
+    for (int b = 0; b < B; b++) { lim[b] = limit_for(m, o, src_len[b]); if (lim[b] > maxT) maxT = lim[b]; }
+    void *st = ops->start(m, enc, src_len, B, Ts, K, maxT + 1);
+    int NK = B * K;
+    float *logits = s2s_xmalloc((size_t)NK * V * sizeof(float));
+    float *bscore = s2s_xmalloc((size_t)NK * sizeof(float));    /* cumulative logprob per row */
+    int32_t *hist = s2s_xmalloc((size_t)NK * (maxT + 1) * sizeof(int32_t));
+    int32_t *hist2 = s2s_xmalloc((size_t)NK * (maxT + 1) * sizeof(int32_t));
+    int32_t *tok = s2s_xmalloc((size_t)NK * sizeof(int32_t));
+    int32_t *keep = s2s_xmalloc((size_t)NK * sizeof(int32_t));
+    float *nscore = s2s_xmalloc((size_t)NK * sizeof(float));
+    int32_t *ntok = s2s_xmalloc((size_t)NK * sizeof(int32_t));
+    int *live = s2s_xmalloc((size_t)B * sizeof(int));  /* live sentences in row-block order */
+    float *best = s2s_xmalloc((size_t)B * sizeof(float));
+    int *nfin = s2s_xcalloc((size_t)B, sizeof(int));
+    cand *heap = s2s_xmalloc((size_t)2 * K * sizeof(cand));
+    int nlive = B;
+    for (int b = 0; b < B; b++) {
+        live[b] = b; best[b] = -INFINITY; out[b] = NULL; out_len[b] = 0;
+        for (int k = 0; k < K; k++) bscore[b * K + k] = k == 0 ? 0.0f : -INFINITY;
+    }
+    for (int r = 0; r < NK; r++) tok[r] = S2S_BOS;
+    for (int t = 0; nlive > 0; t++) {
+        int N = nlive * K;
+        ops->step(st, logits, tok, N);
+        s2s_k_logsoftmax_fwd(logits, logits, N, V);
+        int nlive2 = 0, N2 = 0;
+        for (int si = 0; si < nlive; si++) {
+            int b = live[si], hs = 0;
+            for (int k = 0; k < K; k++) {
+                int r = si * K + k;
+                if (bscore[r] == -INFINITY) continue;
+                const float *lr = logits + (size_t)r * V;
+                for (int v = 0; v < V; v++) heap_push(heap, &hs, 2 * K, (cand){bscore[r] + lr[v], r, v});
+            }
+            qsort(heap, (size_t)hs, sizeof(cand), cand_desc);
+            int filled = 0, len = t + 1; /* tokens incl. the new one */
+            for (int c = 0; c < hs && filled < K; c++) {
+                cand cd = heap[c];
+                int at_limit = len >= lim[b];
+                if (cd.tok == S2S_EOS || at_limit) {
+                    if (cd.tok == S2S_EOS && c >= K) continue; /* EOS beyond the top K: ignore */
+                    int olen = cd.tok == S2S_EOS ? t : len;
+                    float ns = cd.s / powf((float)(olen + 1), o->length_penalty);
+                    nfin[b]++;
+                    if (ns > best[b]) {
+                        best[b] = ns;
+                        free(out[b]);
+                        out[b] = s2s_xmalloc((size_t)(olen + 1) * sizeof(int32_t));
+                        memcpy(out[b], hist + (size_t)cd.row * (maxT + 1), (size_t)t * sizeof(int32_t));
+                        if (cd.tok != S2S_EOS) out[b][t] = cd.tok;
+                        out_len[b] = olen;
+                    }
+                    continue;
+                }
+                nscore[N2] = cd.s; ntok[N2] = cd.tok; keep[N2] = cd.row;
+                memcpy(hist2 + (size_t)N2 * (maxT + 1), hist + (size_t)cd.row * (maxT + 1), (size_t)t * sizeof(int32_t));
+                hist2[(size_t)N2 * (maxT + 1) + t] = cd.tok;
+                N2++; filled++;
+            }
+            int done = nfin[b] >= K || len >= lim[b] || filled == 0;
+            if (done) { N2 -= filled; continue; }
+            for (; filled < K; filled++) { /* pad the beam with dead rows */
+                nscore[N2] = -INFINITY; ntok[N2] = S2S_EOS; keep[N2] = keep[N2 - 1];
+                memcpy(hist2 + (size_t)N2 * (maxT + 1), hist2 + (size_t)(N2 - 1) * (maxT + 1), (size_t)(t + 1) * sizeof(int32_t));
+                N2++;
+            }
+            live[nlive2++] = b;
+        }
+        if (N2 > 0) ops->select(st, keep, N2);
+        memcpy(bscore, nscore, (size_t)N2 * sizeof(float));
+        memcpy(tok, ntok, (size_t)N2 * sizeof(int32_t));
+        int32_t *th = hist; hist = hist2; hist2 = th;
+        nlive = nlive2;
+    }
+    for (int b = 0; b < B; b++) {
+        if (!out[b]) out[b] = s2s_xmalloc(sizeof(int32_t));
+        if (score) score[b] = best[b];
+    }
+    ops->free(st);
+    free(lim); free(logits); free(bscore); free(hist); free(hist2); free(tok); free(keep);
+    free(nscore); free(ntok); free(live); free(best); free(nfin); free(heap);
+}
+
+void s2s_search(const s2s_model *m, const float *enc, const int32_t *src_len, int B, int Ts,
+                const s2s_search_opts *o, int32_t **out, int *out_len, float *score) {
+    const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
+    S2S_ASSERT(ops != NULL);
+    if (o->beam <= 1) greedy(m, ops, enc, src_len, B, Ts, o, out, out_len, score);
+    else beam_search(m, ops, enc, src_len, B, Ts, o, out, out_len, score);
+}

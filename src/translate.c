@@ -1,0 +1,104 @@
+/* translate.c - the public translate path (include/s2s.h): tokenize, sort by
+ * length into batches, encode on a no-grad graph, search (search.c), detokenize,
+ * restore input order. */
+#include <math.h>
+#include <string.h>
+
+#include "common.h"
+#include "graph.h"
+#include "kernels.h"
+#include "model.h"
+#include "s2s.h"
+#include "search.h"
+#include "tokenizer.h"
+#include "utf8.h"
+
+s2s_model *s2s_load(const char *path, char *err, size_t errlen) {
+    return s2s_model_load(path, 0, err, errlen);
+}
+
+void s2s_free(s2s_model *m) { s2s_model_free(m); }
+
+void s2s_threads(int n) { s2s_set_threads(n); }
+
+void s2s_translate_opts_default(s2s_translate_opts *o) {
+    o->beam = 1;
+    o->batch = 32;
+    o->max_len = 256;
+    o->length_penalty = 1.0f;
+}
+
+typedef struct { int idx, len; } lenidx;
+static int by_len(const void *a, const void *b) {
+    const lenidx *x = a, *y = b;
+    return x->len != y->len ? y->len - x->len : x->idx - y->idx;
+}
+
+int s2s_translate(const s2s_model *m, const char *const *lines, int n,
+                  const s2s_translate_opts *o, char **out, int *flags, char *err,
+                  size_t errlen) {
+    if (n <= 0) return 0;
+    if (o->beam < 1 || o->beam > 256 || o->batch < 1 || o->max_len < 1) {
+        s2s_errf(err, errlen, "bad options: beam %d, batch %d, max_len %d", o->beam, o->batch, o->max_len);
+        return -1;
+    }
+    int maxs = m->cfg.max_len; /* tokens incl. </s> */
+    int32_t **ids = s2s_xcalloc((size_t)n, sizeof *ids);
+    lenidx *order = s2s_xmalloc((size_t)n * sizeof *order);
+    int n_work = 0; /* non-empty lines, to be decoded */
+    for (int i = 0; i < n; i++) {
+        int fl = 0;
+        const char *s = lines[i];
+        char *fixed = NULL;
+        if (!s2s_utf8_valid(s, strlen(s))) {
+            fixed = s2s_utf8_sanitize(s, strlen(s), NULL);
+            s = fixed;
+            fl |= S2S_LINE_BAD_UTF8;
+        }
+        ids[i] = s2s_xmalloc((size_t)maxs * sizeof(int32_t));
+        int k = s2s_tok_encode(m->src_tok, s, ids[i], maxs - 1);
+        S2S_ASSERT(k >= 0);
+        if (k > maxs - 1) { k = maxs - 1; fl |= S2S_LINE_TRUNCATED; }
+        ids[i][k] = S2S_EOS;
+        if (flags) flags[i] = fl;
+        free(fixed);
+        if (k == 0) { out[i] = s2s_xstrdup(""); continue; } /* empty line -> empty output */
+        order[n_work].idx = i;
+        order[n_work].len = k + 1;
+        n_work++;
+    }
+    qsort(order, (size_t)n_work, sizeof *order, by_len);
+    s2s_search_opts so;
+    s2s_search_opts_default(&so);
+    so.beam = o->beam;
+    so.max_len = o->max_len;
+    so.length_penalty = o->length_penalty;
+    s2s_graph *g = s2s_graph_new();
+    s2s_graph_set_grad(g, 0);
+    int Bmax = o->batch;
+    int32_t *src = s2s_xmalloc((size_t)Bmax * maxs * sizeof(int32_t));
+    int32_t *slen = s2s_xmalloc((size_t)Bmax * sizeof(int32_t));
+    int32_t **res = s2s_xmalloc((size_t)Bmax * sizeof(int32_t *));
+    int *rlen = s2s_xmalloc((size_t)Bmax * sizeof(int));
+    for (int start = 0; start < n_work; start += Bmax) {
+        int B = n_work - start < Bmax ? n_work - start : Bmax;
+        int Ts = order[start].len; /* sorted longest first */
+        for (int b = 0; b < B; b++) {
+            int i = order[start + b].idx, L = order[start + b].len;
+            slen[b] = L;
+            memcpy(src + (size_t)b * Ts, ids[i], (size_t)L * sizeof(int32_t));
+            for (int t = L; t < Ts; t++) src[(size_t)b * Ts + t] = S2S_PAD;
+        }
+        s2s_graph_reset(g);
+        s2s_tensor *enc = s2s_model_encode(g, m, src, slen, B, Ts, 0.0f);
+        s2s_search(m, enc->data, slen, B, Ts, &so, res, rlen, NULL);
+        for (int b = 0; b < B; b++) {
+            out[order[start + b].idx] = s2s_tok_decode(m->tgt_tok, res[b], rlen[b]);
+            free(res[b]);
+        }
+    }
+    s2s_graph_free(g);
+    for (int i = 0; i < n; i++) free(ids[i]);
+    free(ids); free(order); free(src); free(slen); free(res); free(rlen);
+    return 0;
+}
