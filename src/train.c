@@ -15,6 +15,7 @@
 #include "kernels.h"
 #include "metrics.h"
 #include "model.h"
+#include "optim.h"
 #include "s2s.h"
 #include "safetensors.h"
 #include "tokenizer.h"
@@ -180,40 +181,6 @@ static s2s_tensor *forward_loss(s2s_graph *g, const s2s_model *m, const batch *b
     return s2s_xent(g, logits, bt->tout, eps, S2S_PAD, NULL);
 }
 
-/* ------------------------------------------------------------ optimizer */
-
-typedef struct {
-    float **mom, **var; /* per param [n] */
-} adamw;
-
-static double grad_norm(const s2s_model *m) {
-    double s = 0;
-    for (int i = 0; i < m->n_params; i++) {
-        const s2s_tensor *t = m->params[i].t;
-        for (size_t j = 0; j < t->n; j++) s += (double)t->grad[j] * t->grad[j];
-    }
-    return sqrt(s);
-}
-
-static void adamw_step(adamw *a, s2s_model *m, float lr, float wd, long step) {
-    const float b1 = 0.9f, b2 = 0.98f, eps = 1e-9f;
-    float bc1 = 1.0f - powf(b1, (float)step), bc2 = 1.0f - powf(b2, (float)step);
-    float bc2s = sqrtf(bc2), stepsize = lr / bc1;
-    for (int i = 0; i < m->n_params; i++) {
-        s2s_tensor *t = m->params[i].t;
-        float *mo = a->mom[i], *va = a->var[i], *p = t->data, *g = t->grad;
-        float decay = m->params[i].decay ? 1.0f - lr * wd : 1.0f;
-        size_t n = t->n;
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (size_t j = 0; j < n; j++) {
-            p[j] *= decay;
-            mo[j] = b1 * mo[j] + (1.0f - b1) * g[j];
-            va[j] = b2 * va[j] + (1.0f - b2) * g[j] * g[j];
-            p[j] -= stepsize * mo[j] / (sqrtf(va[j]) / bc2s + eps);
-        }
-    }
-}
-
 /* ------------------------------------------------------------ trainer state */
 
 typedef struct {
@@ -258,7 +225,7 @@ static void set_train_meta(s2s_model *m, const s2s_train_opts *o, const trainer_
     m->train_meta = b.s;
 }
 
-static int save_last(s2s_model *m, const adamw *a, const trainer_state *ts, const char *path,
+static int save_last(s2s_model *m, const s2s_adamw *a, const trainer_state *ts, const char *path,
                      char *err, size_t errlen) {
     int np = m->n_params;
     s2s_extra_tensor *ex = s2s_xcalloc((size_t)2 * np, sizeof *ex);
@@ -287,7 +254,7 @@ static int save_last(s2s_model *m, const adamw *a, const trainer_state *ts, cons
     return rc;
 }
 
-static int load_trainer(const char *path, s2s_model *m, adamw *a, trainer_state *ts, char *err,
+static int load_trainer(const char *path, s2s_model *m, s2s_adamw *a, trainer_state *ts, char *err,
                         size_t errlen) {
     char e2[512];
     s2s_st_file *f = s2s_st_open(path, e2, sizeof e2);
@@ -393,7 +360,7 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
     char **tr_src = NULL, **tr_tgt = NULL, **dv_src = NULL, **dv_tgt = NULL;
     s2s_model *m = NULL;
     dataset tr = {0}, dv = {0};
-    adamw opt = {0};
+    s2s_adamw opt = {0};
     epoch_plan plan = {0};
     s2s_graph *g = NULL;
     FILE *logf = NULL;
@@ -452,12 +419,7 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
         if (s2s_config_check(&cfg, err, errlen) != 0) { s2s_tok_free(st); if (tt != st) s2s_tok_free(tt); goto done; }
         m = s2s_model_create(&cfg, st, tt, o->seed);
     }
-    opt.mom = s2s_xcalloc((size_t)m->n_params, sizeof(float *));
-    opt.var = s2s_xcalloc((size_t)m->n_params, sizeof(float *));
-    for (int i = 0; i < m->n_params; i++) {
-        opt.mom[i] = s2s_xcalloc(m->params[i].t->n, sizeof(float));
-        opt.var[i] = s2s_xcalloc(m->params[i].t->n, sizeof(float));
-    }
+    s2s_adamw_init(&opt, m);
     if (resume && load_trainer(last_path, m, &opt, &ts, err, errlen) != 0) goto done;
 
     if (dataset_make(&tr, tr_src, tr_tgt, ntr, m, o->train_src, o->quiet) == 0) {
@@ -502,20 +464,13 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
         batch bt;
         batch_make(&bt, &tr, plan.perm + br.start, br.count);
         ts.step++;
-        float lr = o->lr * fminf((float)ts.step / o->warmup, sqrtf(o->warmup / (float)ts.step));
-        for (int i = 0; i < m->n_params; i++) memset(m->params[i].t->grad, 0, m->params[i].t->n * sizeof(float));
+        float lr = s2s_lr_at(o->lr, o->warmup, ts.step);
+        s2s_zero_grad(m);
         s2s_graph_reset(g);
         s2s_tensor *loss = forward_loss(g, m, &bt, o->dropout, o->label_smoothing);
         s2s_graph_backward(g, loss);
-        double gn = grad_norm(m);
-        if (o->clip > 0 && gn > o->clip) {
-            float sc = (float)(o->clip / (gn + 1e-6));
-            for (int i = 0; i < m->n_params; i++) {
-                s2s_tensor *t = m->params[i].t;
-                for (size_t j = 0; j < t->n; j++) t->grad[j] *= sc;
-            }
-        }
-        adamw_step(&opt, m, lr, o->weight_decay, ts.step);
+        double gn = s2s_clip_grad_norm(m, o->clip);
+        s2s_adamw_step(&opt, m, lr, o->weight_decay, ts.step);
         ts.tokens += bt.ntok;
         win_tok += bt.ntok; win_loss += loss->data[0]; win_n++;
         batch_free(&bt);
@@ -581,8 +536,7 @@ done:
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (logf) fclose(logf);
-    if (m && opt.mom) for (int i = 0; i < m->n_params; i++) { free(opt.mom[i]); free(opt.var[i]); }
-    free(opt.mom); free(opt.var);
+    s2s_adamw_free(&opt);
     free(plan.perm); free(plan.b);
     dataset_free(&tr); dataset_free(&dv);
     s2s_graph_free(g);

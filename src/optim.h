@@ -1,0 +1,26 @@
+/* optim.h - AdamW (torch semantics, docs/MODEL.md), global-norm gradient
+ * clipping and the inverse-square-root warmup schedule. */
+#ifndef S2S_OPTIM_H
+#define S2S_OPTIM_H
+
+#include "model.h"
+
+typedef struct {
+    float **mom, **var; /* per parameter [n]: first and second moments */
+    int n;
+    float beta1, beta2, eps;
+} s2s_adamw;
+
+void s2s_adamw_init(s2s_adamw *a, const s2s_model *m);
+void s2s_adamw_free(s2s_adamw *a);
+/* One update with learning rate lr and decoupled weight decay wd (2-D tensors
+ * only); step is 1-based (bias correction). */
+void s2s_adamw_step(s2s_adamw *a, s2s_model *m, float lr, float wd, long step);
+/* Scale all gradients so their global L2 norm is at most max_norm (if > 0);
+ * returns the norm before clipping (torch clip_grad_norm_). */
+double s2s_clip_grad_norm(s2s_model *m, float max_norm);
+void s2s_zero_grad(s2s_model *m);
+/* lr * min(step / warmup, sqrt(warmup / step)), step 1-based. */
+float s2s_lr_at(float lr, float warmup, long step);
+
+#endif

@@ -1,0 +1,108 @@
+/* test_util.c - helpers shared by the test files. */
+#include "test_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "common.h"
+#include "tokenizer.h"
+
+double tu_max_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d; /* NaN propagates */
+    }
+    return m;
+}
+
+double tu_rel_err(const float *a, const float *b, size_t n, double atol, double rtol) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]) / (atol + rtol * fabs((double)b[i]));
+        if (!(d <= m)) m = d;
+    }
+    return m;
+}
+
+char *tu_tmpdir(void) {
+    char tmpl[] = "/tmp/s2s-test-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    return d ? strdup(d) : NULL;
+}
+
+void tu_rmrf(const char *dir) {
+    if (!dir || strncmp(dir, "/tmp/s2s-test-", 14) != 0) return;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
+}
+
+char *tu_path(const char *dir, const char *file) {
+    char *p;
+    if (asprintf(&p, "%s/%s", dir, file) < 0) abort();
+    return p;
+}
+
+void tu_write(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (!f) abort();
+    fputs(text, f);
+    fclose(f);
+}
+
+void tu_reverse_task(char ***src, char ***tgt, int n, uint64_t seed) {
+    uint64_t rng = seed + 12345;
+    *src = s2s_xmalloc((size_t)n * sizeof(char *));
+    *tgt = s2s_xmalloc((size_t)n * sizeof(char *));
+    for (int i = 0; i < n; i++) {
+        int len = 3 + (int)(s2s_rng_next(&rng) % 6);
+        char *s = s2s_xmalloc((size_t)len + 1), *t = s2s_xmalloc((size_t)2 * len);
+        for (int j = 0; j < len; j++) s[j] = (char)('a' + s2s_rng_next(&rng) % 10);
+        s[len] = '\0';
+        for (int j = 0; j < len; j++) { t[2 * j] = s[len - 1 - j]; t[2 * j + 1] = j + 1 < len ? ' ' : '\0'; }
+        (*src)[i] = s;
+        (*tgt)[i] = t;
+    }
+}
+
+s2s_model *tu_tiny_model(int D, int H, int F, int Le, int Ld, uint64_t seed) {
+    char **src, **tgt;
+    int n = 200;
+    tu_reverse_task(&src, &tgt, n, seed);
+    char err[256];
+    s2s_tokenizer *st = s2s_tok_learn(S2S_TOK_CHAR, (const char *const *)src, (size_t)n, 0, 1, err, sizeof err);
+    s2s_tokenizer *tt = s2s_tok_learn(S2S_TOK_SYMBOL, (const char *const *)tgt, (size_t)n, 0, 1, err, sizeof err);
+    for (int i = 0; i < n; i++) { free(src[i]); free(tgt[i]); }
+    free(src); free(tgt);
+    if (!st || !tt) abort();
+    s2s_config c;
+    s2s_config_default(&c);
+    c.d_model = D; c.n_heads = H; c.d_ff = F; c.enc_layers = Le; c.dec_layers = Ld;
+    c.src_vocab = s2s_tok_vocab_size(st);
+    c.tgt_vocab = s2s_tok_vocab_size(tt);
+    c.max_len = 64;
+    return s2s_model_create(&c, st, tt, seed);
+}
+
+int tu_run(const char *cmd, char **output) {
+    char *full;
+    if (asprintf(&full, "%s 2>&1", cmd) < 0) abort();
+    FILE *p = popen(full, "r");
+    free(full);
+    if (!p) return -1;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t k;
+    while ((k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += k;
+        if (cap - n < 2) { cap *= 2; buf = realloc(buf, cap); }
+    }
+    buf[n] = '\0';
+    int st = pclose(p);
+    if (output) *output = buf; else free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}

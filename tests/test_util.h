@@ -1,0 +1,26 @@
+/* test_util.h - helpers shared by the test files (tests/test_util.c). */
+#ifndef S2S_TEST_UTIL_H
+#define S2S_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+/* max |a - b| over n values */
+double tu_max_diff(const float *a, const float *b, size_t n);
+/* max |a - b| / (atol + rtol * |b|) over n values (<= 1 passes) */
+double tu_rel_err(const float *a, const float *b, size_t n, double atol, double rtol);
+/* A fresh temporary directory (malloc'd path); tu_rmrf removes it. */
+char *tu_tmpdir(void);
+void tu_rmrf(const char *dir);
+char *tu_path(const char *dir, const char *file); /* malloc'd dir/file */
+void tu_write(const char *path, const char *text);
+/* Tiny random model with char/symbol tokenizers learned from the reverse task. */
+s2s_model *tu_tiny_model(int D, int H, int F, int Le, int Ld, uint64_t seed);
+/* Reverse-string task: src "abc", tgt "c b a"; n lines each, malloc'd. */
+void tu_reverse_task(char ***src, char ***tgt, int n, uint64_t seed);
+/* Run a shell command, capture stdout+stderr (malloc'd) and return the exit status. */
+int tu_run(const char *cmd, char **output);
+
+#endif
