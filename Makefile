@@ -74,6 +74,9 @@ $(BUILD)/libs2s.a: $(LIB_OBJ)
 $(BUILD)/s2s: $(CLI_OBJ) $(BUILD)/libs2s.a
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libs2s.a $(LDLIBS)
 
+$(BUILD)/bench_s2s: bench/bench_s2s.c $(BUILD)/libs2s.a $(wildcard src/*.h include/*.h)
+	$(CC) $(CFLAGS) -o $@ bench/bench_s2s.c $(BUILD)/libs2s.a $(LDLIBS)
+
 $(BUILD)/s2s_tests: $(TEST_OBJ) $(BUILD)/libs2s.a
 	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libs2s.a $(LDLIBS) -lcriterion
 
