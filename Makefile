@@ -5,11 +5,12 @@
 #   make data       prepare data/ from Debian packages (scripts/prepare-data.sh)
 #   make bench      run the CPU benchmarks (bench/)
 #   make demo       the main job: run the shipped models side by side
-# Switches: SAN=1, OPENMP=0, NATIVE=0 (no -march=native), DEBUG=1.
+# Switches: SAN=1, OPENMP=0, NATIVE=0 (no -march), MARCH=x86-64-v3 (portable AVX2 build), DEBUG=1.
 CC      ?= cc
 SAN     ?= 0
 OPENMP  ?= 1
 NATIVE  ?= 1
+MARCH   ?= native
 DEBUG   ?= 0
 
 ifeq ($(SAN),1)
@@ -24,7 +25,7 @@ OPT     := -O0 -g
 endif
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fno-math-errno -Isrc -Iinclude
 ifeq ($(NATIVE),1)
-CFLAGS  += -march=native
+CFLAGS  += -march=$(MARCH)
 endif
 LDLIBS  := -lm
 

@@ -493,8 +493,12 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
             if (logf) { fprintf(logf, "%s\n", line); fflush(logf); }
             win_t = now; win_tok = 0; win_loss = 0; win_n = 0;
         }
-        if ((o->eval_every > 0 && ts.step % o->eval_every == 0) || last_step) {
-            double vl = dv.n > 0 ? dev_loss(g, m, &dv, o->tokens_per_batch) : NAN;
+        if (((o->eval_every > 0 && ts.step % o->eval_every == 0) || last_step) && dv.n == 0) {
+            ts.elapsed = elapsed0 + s2s_now() - t0; /* no dev set: just checkpoint */
+            set_train_meta(m, o, &ts, NAN);
+            if (save_last(m, &opt, &ts, last_path, err, errlen) != 0) goto done;
+        } else if ((o->eval_every > 0 && ts.step % o->eval_every == 0) || last_step) {
+            double vl = dev_loss(g, m, &dv, o->tokens_per_batch);
             double score = vl;
             if (strcmp(o->metric, "loss") != 0 && n_eval > 0) {
                 score = dev_metric(m, o->metric, dv_src, dv_tgt, n_eval, err, errlen);
