@@ -23,7 +23,7 @@ OPT     := -O2
 ifeq ($(DEBUG),1)
 OPT     := -O0 -g
 endif
-CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fno-math-errno -Isrc -Iinclude
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Werror=implicit-function-declaration -fno-math-errno -Isrc -Iinclude
 ifeq ($(NATIVE),1)
 CFLAGS  += -march=$(MARCH)
 endif

@@ -2,6 +2,8 @@
  * error naming the problem and a non-zero exit, never a crash, and leaves files
  * on disk intact. Uses the binary in $S2S_BIN (make test sets it). */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
