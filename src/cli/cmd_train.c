@@ -37,7 +37,7 @@ static int apply(s2s_train_opts *o, const char *key, const char *v) {
     const char *C = "train";
     char flag[64];
     snprintf(flag, sizeof flag, "--%s", key);
-#define STR(k, field) if (!strcmp(key, k)) { o->field = s2s_xstrdup(v); return 0; }
+#define STR(k, field) if (!strcmp(key, k)) { free((char *)o->field); o->field = s2s_xstrdup(v); return 0; }
 #define INT(k, field, lo, hi) if (!strcmp(key, k)) return s2s_arg_int(C, flag, v, lo, hi, &o->field);
 #define FLT(k, field, lo, hi) if (!strcmp(key, k)) return s2s_arg_float(C, flag, v, lo, hi, &o->field);
     STR("train-src", train_src) STR("train-tgt", train_tgt) STR("dev-src", dev_src) STR("dev-tgt", dev_tgt)
@@ -120,13 +120,16 @@ static int load_config(s2s_train_opts *o, const char *path) {
     return rc;
 }
 
-int s2s_cmd_train(int argc, char **argv) {
-    s2s_train_opts o;
-    s2s_train_opts_default(&o);
+static void free_opts(s2s_train_opts *o) {
+    free((char *)o->train_src); free((char *)o->train_tgt); free((char *)o->dev_src);
+    free((char *)o->dev_tgt); free((char *)o->out_dir); free((char *)o->init);
+}
+
+static int parse_and_train(s2s_train_opts *o, int argc, char **argv) {
     for (int i = 1; i < argc; i++) { /* the config file first, so flags override it */
         if (!strcmp(argv[i], "--config")) {
             if (i + 1 >= argc) { fprintf(stderr, "s2s train: --config needs a value\n"); return 2; }
-            if (load_config(&o, argv[i + 1]) != 0) return 2;
+            if (load_config(o, argv[i + 1]) != 0) return 2;
         }
     }
     for (int i = 1; i < argc; i++) {
@@ -141,18 +144,26 @@ int s2s_cmd_train(int argc, char **argv) {
             if (i + 1 >= argc) { fprintf(stderr, "s2s train: %s needs a value\n", a); return 2; }
             v = argv[++i];
         }
-        if (apply(&o, key, v) != 0) return 2;
+        if (apply(o, key, v) != 0) return 2;
     }
-    if (!o.train_src || !o.train_tgt || !o.out_dir) {
+    if (!o->train_src || !o->train_tgt || !o->out_dir) {
         fprintf(stderr, "s2s train: need --train-src, --train-tgt and -o OUT_DIR (see --help)\n");
         return 2;
     }
-    if ((o.dev_src == NULL) != (o.dev_tgt == NULL)) {
+    if ((o->dev_src == NULL) != (o->dev_tgt == NULL)) {
         fprintf(stderr, "s2s train: --dev-src and --dev-tgt go together\n");
         return 2;
     }
     char err[512];
-    int rc = s2s_train(&o, err, sizeof err);
+    int rc = s2s_train(o, err, sizeof err);
     if (rc == 1) fprintf(stderr, "s2s train: %s\n", err);
+    return rc;
+}
+
+int s2s_cmd_train(int argc, char **argv) {
+    s2s_train_opts o;
+    s2s_train_opts_default(&o);
+    int rc = parse_and_train(&o, argc, argv);
+    free_opts(&o);
     return rc;
 }

@@ -35,24 +35,23 @@ int s2s_cmd_translate(int argc, char **argv) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(stdout); free(model_path); return 0; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (!(v = s2s_arg_value(C, argc, argv, &i))) return 2;
+            if (!(v = s2s_arg_value(C, argc, argv, &i))) goto usage;
             free(model_path); model_path = strdup(v);
         } else if (!strcmp(a, "--beam")) {
-            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 256, &o.beam)) return 2;
+            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 256, &o.beam)) goto usage;
         } else if (!strcmp(a, "--batch")) {
-            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 100000, &o.batch)) return 2;
+            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 100000, &o.batch)) goto usage;
         } else if (!strcmp(a, "--threads")) {
-            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 1024, &threads)) return 2;
+            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 1024, &threads)) goto usage;
         } else if (!strcmp(a, "--max-len")) {
-            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 65536, &o.max_len)) return 2;
+            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 65536, &o.max_len)) goto usage;
         } else if (!strcmp(a, "--length-penalty")) {
-            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_float(C, a, v, 0, 10, &o.length_penalty)) return 2;
+            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_float(C, a, v, 0, 10, &o.length_penalty)) goto usage;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             quiet = 1;
         } else {
             fprintf(stderr, "s2s translate: unknown option '%s' (see --help)\n", a);
-            free(model_path);
-            return 2;
+            goto usage;
         }
     }
     if (!model_path) model_path = s2s_default_model_path();
@@ -100,4 +99,7 @@ int s2s_cmd_translate(int argc, char **argv) {
     s2s_free(m);
     free(model_path);
     return rc;
+usage:
+    free(model_path);
+    return 2;
 }
