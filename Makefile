@@ -90,7 +90,7 @@ test:
 data:
 	@bash scripts/prepare-data.sh
 
-bench: $(BUILD)/s2s
+bench: $(BUILD)/bench_s2s
 	@bash bench/run.sh
 
 demo: $(BUILD)/s2s
