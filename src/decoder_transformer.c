@@ -2,8 +2,8 @@
  * decoder.h): a per-layer self-attention K/V cache that grows one position a
  * step, and cross-attention K/V projected once per source sentence at start.
  * Linear layers and LayerNorm run through the fast kernels over all live rows
- * at once (one sgemm per projection); attention over the cache is a small fused
- * loop per (row, head). Checked against the teacher-forced forward pass of
+ * at once (one sgemm per projection); attention over the cache runs the fast
+ * attention kernel per row. Checked against the teacher-forced forward pass of
  * model.c by tests/test_model.c. */
 #include <math.h>
 #include <string.h>
@@ -64,42 +64,21 @@ static void *t_start(const s2s_model *m, const float *enc, const int32_t *src_le
     return s;
 }
 
-/* a[r, head] = softmax(q k^T / sqrt(Dh)) v over keys 0..Tk-1 of row r's K/V block.
- * kv(r) points at [Tk, D] rows; the loop is parallel over (row, head). */
+/* a[r] = attention of query row r over keys 0..len-1 of its K/V block, through the
+ * fast kernel (B = 1, Tq = 1); rows run in parallel (the kernel itself then runs
+ * serially: no nested parallelism, and it never calls BLAS). */
 static void attend(float *a /* [N, D] */, float *p /* [N, H, Tmax] */, const float *q /* [N, D] */,
                    const float *K, const float *Vv, size_t row_stride, const int32_t *row_block,
                    const int32_t *lens /* per block, or NULL */, int Tk_all, int N, int H, int Dh,
                    int Tmax) {
     int D = H * Dh;
-    float scale = 1.0f / sqrtf((float)Dh);
-#pragma omp parallel for schedule(static) if (N * H * Tk_all * Dh > 32768)
-    for (int rh = 0; rh < N * H; rh++) {
-        int r = rh / H, hd = rh % H;
+#pragma omp parallel for schedule(static) if (N >= 4 && (size_t)N * H * Tk_all * Dh > 65536)
+    for (int r = 0; r < N; r++) {
         int blk = row_block ? row_block[r] : r;
-        int Tk = lens ? lens[blk] : Tk_all;
-        const float *qr = q + (size_t)r * D + hd * Dh;
-        const float *Kb = K + (size_t)blk * row_stride + hd * Dh;
-        const float *Vb = Vv + (size_t)blk * row_stride + hd * Dh;
-        float *pr = p + ((size_t)r * H + hd) * Tmax;
-        float *ar = a + (size_t)r * D + hd * Dh;
-        float mx = -INFINITY;
-        for (int j = 0; j < Tk; j++) {
-            const float *kj = Kb + (size_t)j * D;
-            float sdot = 0.0f;
-            for (int d = 0; d < Dh; d++) sdot += qr[d] * kj[d];
-            sdot *= scale;
-            pr[j] = sdot;
-            if (sdot > mx) mx = sdot;
-        }
-        float sum = 0.0f;
-        for (int j = 0; j < Tk; j++) { pr[j] = expf(pr[j] - mx); sum += pr[j]; }
-        float inv = Tk > 0 ? 1.0f / sum : 0.0f;
-        for (int d = 0; d < Dh; d++) ar[d] = 0.0f;
-        for (int j = 0; j < Tk; j++) {
-            const float *vj = Vb + (size_t)j * D;
-            float w = pr[j] * inv;
-            for (int d = 0; d < Dh; d++) ar[d] += w * vj[d];
-        }
+        int32_t len = lens ? lens[blk] : Tk_all;
+        const float *Kb = K + (size_t)blk * row_stride, *Vb = Vv + (size_t)blk * row_stride;
+        s2s_k_attention_fwd(a + (size_t)r * D, p + (size_t)r * H * Tmax, q + (size_t)r * D, Kb, Vb,
+                            &len, 0, 1, H, 1, len, Dh);
     }
 }
 
@@ -164,15 +143,17 @@ static void t_select(void *st, const int32_t *rows, int N_new) {
     int identity = N_new == s->N;
     for (int i = 0; identity && i < N_new; i++) identity = rows[i] == i;
     if (!identity && used > 0) {
+        /* gather each cache into the spare buffer, then swap: one copy per cache */
         for (int l = 0; l < s->m->cfg.dec_layers; l++) {
-            float *bufs[2] = {s->kc[l], s->vc[l]};
+            float **bufs[2] = {&s->kc[l], &s->vc[l]};
             for (int b = 0; b < 2; b++) {
                 for (int i = 0; i < N_new; i++) {
                     S2S_ASSERT(rows[i] >= 0 && rows[i] < s->N);
-                    memcpy(s->tmp + i * cstride, bufs[b] + rows[i] * cstride, used * sizeof(float));
+                    memcpy(s->tmp + i * cstride, *bufs[b] + rows[i] * cstride, used * sizeof(float));
                 }
-                for (int i = 0; i < N_new; i++)
-                    memcpy(bufs[b] + i * cstride, s->tmp + i * cstride, used * sizeof(float));
+                float *t = *bufs[b];
+                *bufs[b] = s->tmp;
+                s->tmp = t;
             }
         }
     }

@@ -41,8 +41,10 @@ struct s2s_graph {
 };
 
 #define ARENA_MIN (64u << 20)
+#define PAR_N 32768 /* elementwise loops go parallel above this size */
 
-void *s2s_graph_alloc(s2s_graph *g, size_t bytes) {
+/* Arena allocation without zeroing (for buffers a kernel overwrites fully). */
+static void *alloc_raw(s2s_graph *g, size_t bytes) {
     bytes = (bytes + 63) & ~(size_t)63;
     while (g->cur < g->n_blocks && g->blocks[g->cur].used + bytes > g->blocks[g->cur].size) g->cur++;
     if (g->cur == g->n_blocks) {
@@ -57,6 +59,11 @@ void *s2s_graph_alloc(s2s_graph *g, size_t bytes) {
     arena_block *b = &g->blocks[g->cur];
     void *p = b->mem + b->used;
     b->used += bytes;
+    return p;
+}
+
+void *s2s_graph_alloc(s2s_graph *g, size_t bytes) {
+    void *p = alloc_raw(g, bytes);
     memset(p, 0, bytes);
     return p;
 }
@@ -131,6 +138,13 @@ s2s_tensor *s2s_tensor_new(s2s_graph *g, int ndim, const int *shape) {
     return t;
 }
 
+/* Output tensor whose every element the op writes: no zeroing. */
+static s2s_tensor *tensor_out(s2s_graph *g, int ndim, const int *shape) {
+    s2s_tensor *t = tensor_head(g, ndim, shape);
+    t->data = alloc_raw(g, t->n * sizeof(float));
+    return t;
+}
+
 s2s_tensor *s2s_tensor_wrap(s2s_graph *g, float *data, int ndim, const int *shape) {
     s2s_tensor *t = tensor_head(g, ndim, shape);
     t->data = data;
@@ -165,7 +179,7 @@ s2s_tensor *s2s_linear(s2s_graph *g, s2s_tensor *x, s2s_tensor *w, s2s_tensor *b
     int shape[4];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = M;
-    s2s_tensor *y = s2s_tensor_new(g, x->ndim, shape);
+    s2s_tensor *y = tensor_out(g, x->ndim, shape);
     s2s_k_linear_fwd(y->data, x->data, w->data, b ? b->data : NULL, N, K, M);
     node *nd = record(g, OP_LINEAR, y, x, w, b);
     if (nd) { nd->ia[0] = N; nd->ia[1] = K; nd->ia[2] = M; }
@@ -175,7 +189,7 @@ s2s_tensor *s2s_linear(s2s_graph *g, s2s_tensor *x, s2s_tensor *w, s2s_tensor *b
 s2s_tensor *s2s_matmul(s2s_graph *g, s2s_tensor *a, s2s_tensor *b) {
     S2S_ASSERT(a->ndim == 2 && b->ndim == 2 && a->shape[1] == b->shape[0]);
     int M = a->shape[0], K = a->shape[1], N = b->shape[1];
-    s2s_tensor *c = s2s_tensor_new(g, 2, (int[]){M, N});
+    s2s_tensor *c = tensor_out(g, 2, (int[]){M, N});
     s2s_k_matmul_fwd(c->data, a->data, b->data, M, K, N);
     node *nd = record(g, OP_MATMUL, c, a, b, NULL);
     if (nd) { nd->ia[0] = M; nd->ia[1] = K; nd->ia[2] = N; }
@@ -184,23 +198,35 @@ s2s_tensor *s2s_matmul(s2s_graph *g, s2s_tensor *a, s2s_tensor *b) {
 
 s2s_tensor *s2s_add(s2s_graph *g, s2s_tensor *a, s2s_tensor *b) {
     S2S_ASSERT(a->n == b->n);
-    s2s_tensor *y = s2s_tensor_new(g, a->ndim, a->shape);
-    for (size_t i = 0; i < a->n; i++) y->data[i] = a->data[i] + b->data[i];
+    s2s_tensor *y = tensor_out(g, a->ndim, a->shape);
+    const float *ad = a->data, *bd = b->data;
+    float *yd = y->data;
+    size_t n = a->n;
+#pragma omp parallel for simd schedule(static) if (n > PAR_N)
+    for (size_t i = 0; i < n; i++) yd[i] = ad[i] + bd[i];
     record(g, OP_ADD, y, a, b, NULL);
     return y;
 }
 
 s2s_tensor *s2s_mul(s2s_graph *g, s2s_tensor *a, s2s_tensor *b) {
     S2S_ASSERT(a->n == b->n);
-    s2s_tensor *y = s2s_tensor_new(g, a->ndim, a->shape);
-    for (size_t i = 0; i < a->n; i++) y->data[i] = a->data[i] * b->data[i];
+    s2s_tensor *y = tensor_out(g, a->ndim, a->shape);
+    const float *ad = a->data, *bd = b->data;
+    float *yd = y->data;
+    size_t n = a->n;
+#pragma omp parallel for simd schedule(static) if (n > PAR_N)
+    for (size_t i = 0; i < n; i++) yd[i] = ad[i] * bd[i];
     record(g, OP_MUL, y, a, b, NULL);
     return y;
 }
 
 s2s_tensor *s2s_scale(s2s_graph *g, s2s_tensor *a, float s) {
-    s2s_tensor *y = s2s_tensor_new(g, a->ndim, a->shape);
-    for (size_t i = 0; i < a->n; i++) y->data[i] = a->data[i] * s;
+    s2s_tensor *y = tensor_out(g, a->ndim, a->shape);
+    const float *ad = a->data;
+    float *yd = y->data;
+    size_t n = a->n;
+#pragma omp parallel for simd schedule(static) if (n > PAR_N)
+    for (size_t i = 0; i < n; i++) yd[i] = ad[i] * s;
     node *nd = record(g, OP_SCALE, y, a, NULL, NULL);
     if (nd) nd->fa[0] = s;
     return y;
@@ -213,7 +239,7 @@ s2s_tensor *s2s_embedding(s2s_graph *g, s2s_tensor *table, const int32_t *ids, i
     int oshape[4];
     memcpy(oshape, shape, (size_t)ndim * sizeof(int));
     oshape[ndim] = D;
-    s2s_tensor *y = s2s_tensor_new(g, ndim + 1, oshape);
+    s2s_tensor *y = tensor_out(g, ndim + 1, oshape);
     int N = rows(y);
     for (int i = 0; i < N; i++) S2S_ASSERT(ids[i] >= 0 && ids[i] < V);
     s2s_k_embedding_fwd(y->data, table->data, ids, N, D);
@@ -229,7 +255,7 @@ s2s_tensor *s2s_embedding(s2s_graph *g, s2s_tensor *table, const int32_t *ids, i
 s2s_tensor *s2s_layernorm(s2s_graph *g, s2s_tensor *x, s2s_tensor *w, s2s_tensor *b) {
     int D = last_dim(x), N = rows(x);
     S2S_ASSERT((int)w->n == D && (int)b->n == D);
-    s2s_tensor *y = s2s_tensor_new(g, x->ndim, x->shape);
+    s2s_tensor *y = tensor_out(g, x->ndim, x->shape);
     float *mean = s2s_graph_alloc(g, (size_t)N * sizeof(float));
     float *rstd = s2s_graph_alloc(g, (size_t)N * sizeof(float));
     s2s_k_layernorm_fwd(y->data, mean, rstd, x->data, w->data, b->data, N, D);
@@ -239,28 +265,28 @@ s2s_tensor *s2s_layernorm(s2s_graph *g, s2s_tensor *x, s2s_tensor *w, s2s_tensor
 }
 
 s2s_tensor *s2s_softmax(s2s_graph *g, s2s_tensor *x) {
-    s2s_tensor *y = s2s_tensor_new(g, x->ndim, x->shape);
+    s2s_tensor *y = tensor_out(g, x->ndim, x->shape);
     s2s_k_softmax_fwd(y->data, x->data, rows(x), last_dim(x));
     record(g, OP_SOFTMAX, y, x, NULL, NULL);
     return y;
 }
 
 s2s_tensor *s2s_logsoftmax(s2s_graph *g, s2s_tensor *x) {
-    s2s_tensor *y = s2s_tensor_new(g, x->ndim, x->shape);
+    s2s_tensor *y = tensor_out(g, x->ndim, x->shape);
     s2s_k_logsoftmax_fwd(y->data, x->data, rows(x), last_dim(x));
     record(g, OP_LOGSOFTMAX, y, x, NULL, NULL);
     return y;
 }
 
 s2s_tensor *s2s_relu(s2s_graph *g, s2s_tensor *x) {
-    s2s_tensor *y = s2s_tensor_new(g, x->ndim, x->shape);
+    s2s_tensor *y = tensor_out(g, x->ndim, x->shape);
     s2s_k_relu_fwd(y->data, x->data, x->n);
     record(g, OP_RELU, y, x, NULL, NULL);
     return y;
 }
 
 s2s_tensor *s2s_gelu(s2s_graph *g, s2s_tensor *x) {
-    s2s_tensor *y = s2s_tensor_new(g, x->ndim, x->shape);
+    s2s_tensor *y = tensor_out(g, x->ndim, x->shape);
     s2s_k_gelu_fwd(y->data, x->data, x->n);
     record(g, OP_GELU, y, x, NULL, NULL);
     return y;
@@ -269,12 +295,24 @@ s2s_tensor *s2s_gelu(s2s_graph *g, s2s_tensor *x) {
 s2s_tensor *s2s_dropout(s2s_graph *g, s2s_tensor *x, float p) {
     if (!g->training || p <= 0.0f) return x;
     S2S_ASSERT(g->rng != NULL && p < 1.0f);
-    s2s_tensor *y = s2s_tensor_new(g, x->ndim, x->shape);
-    float *mask = s2s_graph_alloc(g, x->n * sizeof(float));
+    s2s_tensor *y = tensor_out(g, x->ndim, x->shape);
+    float *mask = alloc_raw(g, x->n * sizeof(float));
     float keep = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < x->n; i++) {
-        mask[i] = s2s_rng_uniform(g->rng) >= p ? keep : 0.0f;
-        y->data[i] = x->data[i] * mask[i];
+    /* counter-based: one draw from the graph RNG per op, then a hash per element,
+     * so the mask is the same for any thread count */
+    uint64_t seed = s2s_rng_next(g->rng);
+    const float *xd = x->data;
+    float *yd = y->data;
+    size_t n = x->n;
+#pragma omp parallel for schedule(static) if (n > PAR_N)
+    for (size_t i = 0; i < n; i++) {
+        uint64_t z = seed + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        float u = (float)(z >> 40) / 16777216.0f;
+        mask[i] = u >= p ? keep : 0.0f;
+        yd[i] = xd[i] * mask[i];
     }
     node *nd = record(g, OP_DROPOUT, y, x, NULL, NULL);
     if (nd) nd->sv[0] = mask;
@@ -287,7 +325,7 @@ s2s_tensor *s2s_attention(s2s_graph *g, s2s_tensor *q, s2s_tensor *k, s2s_tensor
     int B = q->shape[0], Tq = q->shape[1], D = q->shape[2], Tk = k->shape[1];
     S2S_ASSERT(k->shape[0] == B && v->shape[0] == B && v->shape[1] == Tk);
     S2S_ASSERT(k->shape[2] == D && v->shape[2] == D && D % H == 0);
-    s2s_tensor *y = s2s_tensor_new(g, 3, q->shape);
+    s2s_tensor *y = tensor_out(g, 3, q->shape);
     float *p = s2s_graph_alloc(g, (size_t)B * H * Tq * Tk * sizeof(float));
     int32_t *len = NULL;
     if (kv_len) {
@@ -311,7 +349,7 @@ s2s_tensor *s2s_xent(s2s_graph *g, s2s_tensor *logits, const int32_t *tgt, float
     int cnt = s2s_k_xent_fwd(loss, logp, logits->data, tgt, eps, ignore, N, V);
     double s = 0;
     for (int i = 0; i < N; i++) s += loss[i];
-    s2s_tensor *y = s2s_tensor_new(g, 1, (int[]){1});
+    s2s_tensor *y = tensor_out(g, 1, (int[]){1});
     y->data[0] = cnt > 0 ? (float)(s / cnt) : 0.0f;
     if (n_counted) *n_counted = cnt;
     node *nd = record(g, OP_XENT, y, logits, NULL, NULL);
@@ -328,7 +366,7 @@ s2s_tensor *s2s_xent(s2s_graph *g, s2s_tensor *logits, const int32_t *tgt, float
 s2s_tensor *s2s_sum(s2s_graph *g, s2s_tensor *x) {
     double s = 0;
     for (size_t i = 0; i < x->n; i++) s += x->data[i];
-    s2s_tensor *y = s2s_tensor_new(g, 1, (int[]){1});
+    s2s_tensor *y = tensor_out(g, 1, (int[]){1});
     y->data[0] = (float)s;
     record(g, OP_SUM, y, x, NULL, NULL);
     return y;
@@ -337,7 +375,7 @@ s2s_tensor *s2s_sum(s2s_graph *g, s2s_tensor *x) {
 s2s_tensor *s2s_mean(s2s_graph *g, s2s_tensor *x) {
     double s = 0;
     for (size_t i = 0; i < x->n; i++) s += x->data[i];
-    s2s_tensor *y = s2s_tensor_new(g, 1, (int[]){1});
+    s2s_tensor *y = tensor_out(g, 1, (int[]){1});
     y->data[0] = (float)(s / (double)x->n);
     record(g, OP_MEAN, y, x, NULL, NULL);
     return y;
@@ -371,8 +409,15 @@ void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss) {
             break;
         case OP_ADD: {
             float *da = gbuf(g, a), *db = gbuf(g, b);
-            if (da) for (size_t j = 0; j < y->n; j++) da[j] += dy[j];
-            if (db) for (size_t j = 0; j < y->n; j++) db[j] += dy[j];
+            size_t n = y->n;
+            if (da) {
+#pragma omp parallel for simd schedule(static) if (n > PAR_N)
+                for (size_t j = 0; j < n; j++) da[j] += dy[j];
+            }
+            if (db) {
+#pragma omp parallel for simd schedule(static) if (n > PAR_N)
+                for (size_t j = 0; j < n; j++) db[j] += dy[j];
+            }
         } break;
         case OP_MUL: {
             float *da = gbuf(g, a), *db = gbuf(g, b);
@@ -381,7 +426,11 @@ void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss) {
         } break;
         case OP_SCALE: {
             float *da = gbuf(g, a), s = nd->fa[0];
-            if (da) for (size_t j = 0; j < y->n; j++) da[j] += dy[j] * s;
+            size_t n = y->n;
+            if (da) {
+#pragma omp parallel for simd schedule(static) if (n > PAR_N)
+                for (size_t j = 0; j < n; j++) da[j] += dy[j] * s;
+            }
         } break;
         case OP_EMBEDDING:
             s2s_k_embedding_bwd(gbuf(g, a), dy, nd->si, nd->ia[0], nd->ia[1]);
@@ -405,7 +454,11 @@ void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss) {
         case OP_DROPOUT: {
             float *da = gbuf(g, a);
             const float *m = nd->sv[0];
-            if (da) for (size_t j = 0; j < y->n; j++) da[j] += dy[j] * m[j];
+            size_t n = y->n;
+            if (da) {
+#pragma omp parallel for simd schedule(static) if (n > PAR_N)
+                for (size_t j = 0; j < n; j++) da[j] += dy[j] * m[j];
+            }
         } break;
         case OP_ATTENTION:
             s2s_k_attention_bwd(gbuf(g, a), gbuf(g, b), gbuf(g, c), dy, nd->sv[0], a->data, b->data,
