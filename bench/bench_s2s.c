@@ -428,7 +428,8 @@ static int make_model(const char *out, int vocab, const char *csrc, const char *
     char err[512];
     if (s2s_config_check(&c, err, sizeof err) != 0) die("%s", err);
     s2s_model *m = s2s_model_create(&c, st, tt, 1);
-    if (s2s_model_save(m, out, NULL, 0, NULL, 0, 0, err, sizeof err) != 0) die("%s", err);
+    /* stored in fp16, like the shipped models (both implementations read the same values) */
+    if (s2s_model_save(m, out, NULL, 0, NULL, 0, 1, err, sizeof err) != 0) die("%s", err);
     fprintf(stderr, "bench_s2s: wrote %s: random model, %zu parameters (D=%d H=%d F=%d %d+%d layers, vocab %d/%d)\n",
             out, s2s_model_param_count(m), c.d_model, c.n_heads, c.d_ff, c.enc_layers, c.dec_layers,
             c.src_vocab, c.tgt_vocab);

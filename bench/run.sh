@@ -64,7 +64,7 @@ if [ -z "$MODEL" ]; then
     if [ -f models/g2p-small.safetensors ]; then
         MODEL=models/g2p-small.safetensors
     else
-        MODEL=$W/random-8k.safetensors
+        MODEL=$W/random-8k-fp16.safetensors
         if [ ! -f "$MODEL" ]; then
             echo "== making $MODEL (random weights, D=256 H=4 F=1024 6+6, vocab 8000)" >&2
             if [ -f $G2P/train.src ]; then
@@ -81,7 +81,7 @@ cfg() { "$PY" -c "import json,sys; print(json.loads(open('$W/info.jsonl').readli
 MAXLEN_CFG=$(cfg max_len)
 VS=$(cfg src_vocab); VT=$(cfg tgt_vocab)
 case "$MODEL" in
-    */random-8k.safetensors) RANDOM_MODEL=1 ;;
+    */random-8k-fp16.safetensors) RANDOM_MODEL=1 ;;
     *) RANDOM_MODEL=0 ;;
 esac
 # one fixed length limit for both implementations (generated tokens incl. </s>); a random

@@ -85,6 +85,12 @@ s2s_model *s2s_model_load(const char *path, int trainable, char *err, size_t err
             if (!trainable) { t->data = s2s_xmalloc(t->n * sizeof(float)); t->is_param = 1; /* owned */ }
             s2s_st_to_f32(t->data, st);
         }
+        /* fp16 weight matrices stay available in fp16 (zero-copy) for the
+         * bandwidth-bound small-batch decoding kernels */
+        if (!trainable && st->dtype == S2S_DT_F16 && t->ndim == 2 && ((uintptr_t)st->data & 1) == 0) {
+            t->half = st->data;
+            mapped = 1;
+        }
         for (size_t j = 0; j < t->n; j++)
             if (!isfinite(t->data[j])) {
                 s2s_errf(err, errlen, "%s: tensor '%s' holds a non-finite value (NaN or Inf) at index %zu", path, p->name, j);

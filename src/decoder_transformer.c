@@ -82,6 +82,12 @@ static void attend(float *a /* [N, D] */, float *p /* [N, H, Tmax] */, const flo
     }
 }
 
+/* y[N, M] = x[N, K] W^T + b: fp16 weights for small batches when the model has them. */
+static void lin(float *y, const float *x, const s2s_lin_p *p, int N, int K, int M) {
+    if (p->w->half && N <= 16) s2s_k_linear_f16_fwd(y, x, p->w->half, p->b ? p->b->data : NULL, N, K, M);
+    else s2s_k_linear_fwd(y, x, p->w->data, p->b ? p->b->data : NULL, N, K, M);
+}
+
 static void add_into(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
@@ -105,33 +111,34 @@ static void t_step(void *st, float *logits, const int32_t *tokens, int N) {
         const s2s_dec_layer *L = &m->dec[l];
         /* self-attention over the cache */
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln1.w->data, L->ln1.b->data, N, D);
-        s2s_k_linear_fwd(s->q, s->h, L->sq.w->data, L->sq.b->data, N, D, D);
-        s2s_k_linear_fwd(s->k, s->h, L->sk.w->data, L->sk.b->data, N, D, D);
-        s2s_k_linear_fwd(s->v, s->h, L->sv.w->data, L->sv.b->data, N, D, D);
+        lin(s->q, s->h, &L->sq, N, D, D);
+        lin(s->k, s->h, &L->sk, N, D, D);
+        lin(s->v, s->h, &L->sv, N, D, D);
         for (int r = 0; r < N; r++) {
             memcpy(s->kc[l] + r * cstride + (size_t)t * D, s->k + (size_t)r * D, (size_t)D * sizeof(float));
             memcpy(s->vc[l] + r * cstride + (size_t)t * D, s->v + (size_t)r * D, (size_t)D * sizeof(float));
         }
         attend(s->a, s->p, s->q, s->kc[l], s->vc[l], cstride, NULL, NULL, t + 1, N, H, Dh, Tmax);
-        s2s_k_linear_fwd(s->h, s->a, L->so.w->data, L->so.b->data, N, D, D);
+        lin(s->h, s->a, &L->so, N, D, D);
         add_into(s->x, s->h, ND);
         /* cross-attention over the projected source */
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln2.w->data, L->ln2.b->data, N, D);
-        s2s_k_linear_fwd(s->q, s->h, L->cq.w->data, L->cq.b->data, N, D, D);
+        lin(s->q, s->h, &L->cq, N, D, D);
         attend(s->a, s->p, s->q, s->ck[l], s->cv[l], (size_t)s->Ts * D, s->row_sent, s->src_len,
                s->Ts, N, H, Dh, Tmax);
-        s2s_k_linear_fwd(s->h, s->a, L->co.w->data, L->co.b->data, N, D, D);
+        lin(s->h, s->a, &L->co, N, D, D);
         add_into(s->x, s->h, ND);
         /* feed-forward */
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln3.w->data, L->ln3.b->data, N, D);
-        s2s_k_linear_fwd(s->f, s->h, L->fc1.w->data, L->fc1.b->data, N, D, F);
+        lin(s->f, s->h, &L->fc1, N, D, F);
         if (c->activation == S2S_ACT_GELU) s2s_k_gelu_fwd(s->f, s->f, (size_t)N * F);
         else s2s_k_relu_fwd(s->f, s->f, (size_t)N * F);
-        s2s_k_linear_fwd(s->h, s->f, L->fc2.w->data, L->fc2.b->data, N, F, D);
+        lin(s->h, s->f, &L->fc2, N, F, D);
         add_into(s->x, s->h, ND);
     }
     s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, m->dec_ln.w->data, m->dec_ln.b->data, N, D);
-    s2s_k_linear_fwd(logits, s->h, m->tgt_emb->data, NULL, N, D, c->tgt_vocab);
+    s2s_lin_p out = {m->tgt_emb, NULL}; /* tied output projection */
+    lin(logits, s->h, &out, N, D, c->tgt_vocab);
     s->t++;
 }
 

@@ -29,6 +29,7 @@ typedef struct s2s_tensor {
     int shape[4];
     int requires_grad; /* parameter, or computed from one */
     int is_param;      /* long-lived (s2s_param_new), grad persists across resets */
+    const uint16_t *half; /* [n] fp16 copy of data for inference kernels, or NULL */
 } s2s_tensor;
 
 typedef struct s2s_graph s2s_graph;

@@ -79,6 +79,15 @@
 S2S_KERNEL_DECLS(s2s_kref_)
 S2S_KERNEL_DECLS(s2s_k_)
 
+/* Linear layer with fp16 weights (inference on fp16 models: half the bytes per
+ * decoding step, so a small model's weights stay in cache). Same contract as
+ * linear_fwd: y[N,M] = x[N,K] @ w[M,K]^T + b[M]; w holds IEEE binary16 values,
+ * accumulation is fp32. Meant for small N (batch-1/beam decoding); kernels_f16.c. */
+void s2s_kref_linear_f16_fwd(float *y, const float *x, const uint16_t *w, const float *b, int N,
+                             int K, int M);
+void s2s_k_linear_f16_fwd(float *y, const float *x, const uint16_t *w, const float *b, int N,
+                          int K, int M);
+
 /* Threads used by the fast kernels (OpenMP and OpenBLAS share one pool). */
 void s2s_set_threads(int n);
 int s2s_get_threads(void);
