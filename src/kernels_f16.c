@@ -66,6 +66,37 @@ static void dot4(float *out, const float *x, const uint16_t *w, int K) {
     out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3;
 }
 
+#if defined(__AVX512F__)
+/* 4 input rows x 4 weight rows: each converted weight chunk serves 4 inputs.
+ * out[i * ldo + j] = x_i . w_j */
+static void dot4x4(float *out, int ldo, const float *x, int ldx, const uint16_t *w, int K) {
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= K; k += 16) { /* fully unrolled: the 16 accumulators stay in registers */
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            wv[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + (size_t)j * K + k)));
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)i * ldx + k);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            float sum = _mm512_reduce_add_ps(acc[i][j]);
+            for (int kk = k; kk < K; kk++) sum += x[(size_t)i * ldx + kk] * s2s_f16_to_f32(w[(size_t)j * K + kk]);
+            out[(size_t)i * ldo + j] = sum;
+        }
+}
+#endif
+
 static float dot1(const float *x, const uint16_t *w, int K) {
     float s = 0;
     for (int k = 0; k < K; k++) s += x[k] * s2s_f16_to_f32(w[k]);
@@ -79,7 +110,18 @@ void s2s_k_linear_f16_fwd(float *y, const float *x, const uint16_t *w, const flo
 #pragma omp parallel for schedule(static) if ((size_t)M * K * (N < 4 ? N : 4) >= 262144)
     for (int m = 0; m < M4; m += 4) {
         const uint16_t *wm = w + (size_t)m * K;
-        for (int n = 0; n < N; n++) {
+        int n = 0;
+#if defined(__AVX512F__)
+        for (; n + 4 <= N; n += 4) {
+            float o[16];
+            dot4x4(o, 4, x + (size_t)n * K, K, wm, K);
+            for (int i = 0; i < 4; i++) {
+                float *yr = y + (size_t)(n + i) * M + m;
+                for (int j = 0; j < 4; j++) yr[j] = o[i * 4 + j] + (b ? b[m + j] : 0.0f);
+            }
+        }
+#endif
+        for (; n < N; n++) {
             float o[4];
             dot4(o, x + (size_t)n * K, wm, K);
             float *yr = y + (size_t)n * M + m;
