@@ -98,6 +98,16 @@ Test(cli, bad_flags) {
     expect_fail("", "train --lr fast --train-src x --train-tgt y -o z", "--lr: expected a number");
     expect_fail("", "train --train-src x", "need --train-src, --train-tgt and -o");
     expect_fail("", "score --metric nonsense --ref /dev/null", "nonsense");
+    /* a config file with a wrong type or an unknown key: one line naming file and line */
+    char *conf = tu_path(fx.dir, "bad.conf"), *args;
+    tu_write(conf, "# comment\nd-model = big\n");
+    cr_assert(asprintf(&args, "train --config %s", conf) > 0);
+    expect_fail("", args, "bad.conf line 2): --d-model: expected an integer");
+    tu_write(conf, "dropout = 1.5\n");
+    expect_fail("", args, "out of range");
+    tu_write(conf, "no equals sign\n");
+    expect_fail("", args, "expected 'key = value'");
+    free(args); free(conf);
 }
 
 Test(cli, translate_odd_input) {

@@ -33,8 +33,7 @@ static int flagged(const char *key) {
 }
 
 /* Apply one option; returns 0, or -1 after printing an error. */
-static int apply(s2s_train_opts *o, const char *key, const char *v) {
-    const char *C = "train";
+static int apply(s2s_train_opts *o, const char *C, const char *key, const char *v) {
     char flag[64];
     snprintf(flag, sizeof flag, "--%s", key);
 #define STR(k, field) if (!strcmp(key, k)) { free((char *)o->field); o->field = s2s_xstrdup(v); return 0; }
@@ -64,33 +63,33 @@ static int apply(s2s_train_opts *o, const char *key, const char *v) {
     if (!strcmp(key, "activation")) {
         if (!strcmp(v, "relu")) o->model.activation = S2S_ACT_RELU;
         else if (!strcmp(v, "gelu")) o->model.activation = S2S_ACT_GELU;
-        else { fprintf(stderr, "s2s train: --activation must be relu or gelu, not '%s'\n", v); return -1; }
+        else { fprintf(stderr, "s2s %s: --activation must be relu or gelu, not '%s'\n", C, v); return -1; }
         return 0;
     }
     if (!strcmp(key, "src-tok") || !strcmp(key, "tgt-tok")) {
         s2s_tok_kind k = s2s_tok_kind_parse(v);
-        if ((int)k <= 0) { fprintf(stderr, "s2s train: %s must be char, symbol or bpe, not '%s'\n", flag, v); return -1; }
+        if ((int)k <= 0) { fprintf(stderr, "s2s %s: %s must be char, symbol or bpe, not '%s'\n", C, flag, v); return -1; }
         if (key[0] == 's') o->src_tok = k; else o->tgt_tok = k;
         return 0;
     }
     if (!strcmp(key, "metric")) {
         static const char *ok[] = {"loss", "wer", "per", "bleu", "chrf"};
         for (int i = 0; i < 5; i++) if (!strcmp(v, ok[i])) { o->metric = ok[i]; return 0; }
-        fprintf(stderr, "s2s train: --metric must be loss, wer, per, bleu or chrf, not '%s'\n", v);
+        fprintf(stderr, "s2s %s: --metric must be loss, wer, per, bleu or chrf, not '%s'\n", C, v);
         return -1;
     }
     if (flagged(key)) {
         int b;
         if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes")) b = 1;
         else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no")) b = 0;
-        else { fprintf(stderr, "s2s train: %s must be true or false, not '%s'\n", flag, v); return -1; }
+        else { fprintf(stderr, "s2s %s: %s must be true or false, not '%s'\n", C, flag, v); return -1; }
         if (!strcmp(key, "joint-vocab")) o->joint_vocab = b;
         else if (!strcmp(key, "fresh")) o->fresh = b;
         else if (!strcmp(key, "quiet")) o->quiet = b;
         else o->save_fp16 = b;
         return 0;
     }
-    fprintf(stderr, "s2s train: unknown option '%s'\n", flag);
+    fprintf(stderr, "s2s %s: unknown option '%s'\n", C, flag);
     return -1;
 }
 
@@ -114,7 +113,9 @@ static int load_config(s2s_train_opts *o, const char *path) {
         if (!eq) { fprintf(stderr, "s2s train: %s:%zu: expected 'key = value'\n", path, i + 1); rc = -1; break; }
         *eq = '\0';
         char *k = trim(l), *v = trim(eq + 1);
-        if (apply(o, k, v) != 0) { fprintf(stderr, "s2s train: (in %s line %zu)\n", path, i + 1); rc = -1; }
+        char where[300];
+        snprintf(where, sizeof where, "train (%.200s line %zu)", path, i + 1);
+        if (apply(o, where, k, v) != 0) rc = -1;
     }
     s2s_free_lines(lines, n);
     return rc;
@@ -144,7 +145,7 @@ static int parse_and_train(s2s_train_opts *o, int argc, char **argv) {
             if (i + 1 >= argc) { fprintf(stderr, "s2s train: %s needs a value\n", a); return 2; }
             v = argv[++i];
         }
-        if (apply(o, key, v) != 0) return 2;
+        if (apply(o, "train", key, v) != 0) return 2;
     }
     if (!o->train_src || !o->train_tgt || !o->out_dir) {
         fprintf(stderr, "s2s train: need --train-src, --train-tgt and -o OUT_DIR (see --help)\n");
