@@ -90,11 +90,16 @@ test:
 data:
 	@bash scripts/prepare-data.sh
 
-bench: $(BUILD)/bench_s2s
+# install first, then build in a sub-make (which sees the freshly installed BLAS)
+bench:
+	@bash scripts/install-deps.sh torch
+	@$(MAKE) --no-print-directory $(BUILD)/bench_s2s
 	@bash bench/run.sh
 
-demo: $(BUILD)/s2s
-	@bash scripts/demo.sh
+demo:
+	@bash scripts/install-deps.sh build
+	@$(MAKE) --no-print-directory $(BUILD)/s2s
+	@S2S_BIN=$(BUILD)/s2s bash scripts/demo.sh
 
 clean:
 	rm -rf build build-san
