@@ -7,7 +7,7 @@ what=${1:-build}
 build_pkgs="build-essential libopenblas-openmp-dev pkg-config"
 test_pkgs="$build_pkgs libcriterion-dev"
 data_pkgs="python3-minimal festlex-cmu diatheke sword-text-kjv sword-text-sparv"
-torch_pkgs="python3-torch python3-numpy"
+torch_pkgs="$build_pkgs python3-torch python3-numpy"
 case "$what" in
   build) pkgs="$build_pkgs" ;;
   test)  pkgs="$test_pkgs" ;;
