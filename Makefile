@@ -5,6 +5,7 @@
 #   make data       prepare data/ from Debian packages (scripts/prepare-data.sh)
 #   make bench      run the CPU benchmarks (bench/)
 #   make demo       the main job: run the shipped models side by side
+#   make fuzz       libFuzzer harnesses, FUZZ_SECONDS each; make tsan: thread-safety under TSan
 # Switches: SAN=1, OPENMP=0, NATIVE=0 (no -march), MARCH=x86-64-v3 (portable AVX2 build), DEBUG=1.
 CC      ?= cc
 SAN     ?= 0
@@ -52,7 +53,7 @@ LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:src/cli/%.c=$(BUILD)/obj/cli/%.o)
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/obj/tests/%.o)
 
-.PHONY: all test check-deps data bench demo clean
+.PHONY: all test check-deps data bench demo fuzz tsan clean
 all: $(BUILD)/s2s
 
 check-deps:
@@ -100,6 +101,15 @@ demo:
 	@bash scripts/install-deps.sh build
 	@$(MAKE) --no-print-directory $(BUILD)/s2s
 	@S2S_BIN=$(BUILD)/s2s bash scripts/demo.sh
+
+# libFuzzer harnesses (clang): FUZZ_SECONDS per harness (fuzz/run.sh)
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bash fuzz/run.sh $(FUZZ_SECONDS)
+
+# the API thread-safety test under ThreadSanitizer (tests/tsan.sh)
+tsan:
+	@bash tests/tsan.sh
 
 clean:
 	rm -rf build build-san
