@@ -30,16 +30,20 @@ typedef struct {
     int batch;            /* sentences decoded together */
     int max_len;          /* output tokens at most */
     float length_penalty; /* beam: score = logprob / len^length_penalty */
+    int max_memory_mb;    /* decoding memory bound per call (encoder activations +
+                             decoder state of one batch); batches are split to stay
+                             under it, a single sentence above it is refused. 0 = no bound */
 } s2s_translate_opts;
 
 /* Flags reported per input line by s2s_translate (may be NULL). */
-enum { S2S_LINE_TRUNCATED = 1, S2S_LINE_BAD_UTF8 = 2 };
+enum { S2S_LINE_TRUNCATED = 1, S2S_LINE_BAD_UTF8 = 2, S2S_LINE_TOO_BIG = 4 /* refused: max_memory_mb */ };
 
 s2s_model *s2s_load(const char *path, char *err, size_t errlen);
 void s2s_free(s2s_model *m);
 void s2s_translate_opts_default(s2s_translate_opts *o);
 /* Translate n UTF-8 lines; out[i] is malloc'd (caller frees). Invalid UTF-8 is
  * replaced by U+FFFD; over-long inputs are truncated to the model's max_len.
+ * On error (-1) no out[i] is left allocated.
  * flags[i] (optional) receives S2S_LINE_* bits. Returns 0, or -1 with err set. */
 int s2s_translate(const s2s_model *m, const char *const *lines, int n,
                   const s2s_translate_opts *o, char **out, int *flags, char *err,

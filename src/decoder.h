@@ -33,6 +33,9 @@ typedef struct s2s_decoder_ops {
     void (*free)(void *st);
     /* Bytes of decoding state per row after t steps (for memory reports). */
     size_t (*state_bytes)(const struct s2s_model *m, int Ts, int t);
+    /* Bytes that start() allocates for these arguments (the decoder's whole
+     * footprint: it allocates nothing later), used to bound memory up front. */
+    size_t (*start_bytes)(const struct s2s_model *m, int B, int Ts, int R, int max_steps);
 } s2s_decoder_ops;
 
 /* The ops for the model's decoder kind (cfg.decoder), or NULL if unknown. */

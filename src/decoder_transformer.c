@@ -187,8 +187,20 @@ static size_t t_state_bytes(const s2s_model *m, int Ts, int t) {
     return sizeof(float) * 2 * (size_t)m->cfg.dec_layers * (size_t)m->cfg.d_model * (size_t)(t + Ts);
 }
 
+static size_t t_start_bytes(const s2s_model *m, int B, int Ts, int R, int max_steps) {
+    const s2s_config *c = &m->cfg;
+    size_t D = (size_t)c->d_model, L = (size_t)c->dec_layers, N = (size_t)B * R;
+    size_t T = (size_t)(Ts > max_steps ? Ts : max_steps);
+    size_t cache = N * (size_t)max_steps * D;               /* one K or V cache */
+    size_t floats = (2 * L + 1) * cache                      /* K/V caches + select spare */
+                    + 2 * L * (size_t)B * Ts * D             /* cross K/V */
+                    + N * (6 * D + (size_t)c->d_ff + 2)      /* row scratch */
+                    + N * (size_t)c->n_heads * T;            /* attention weights */
+    return floats * sizeof(float) + N * 2 * sizeof(int32_t) + (size_t)B * sizeof(int32_t);
+}
+
 const s2s_decoder_ops s2s_transformer_decoder = {
-    "transformer", t_start, t_step, t_select, t_free, t_state_bytes,
+    "transformer", t_start, t_step, t_select, t_free, t_state_bytes, t_start_bytes,
 };
 
 const s2s_decoder_ops *s2s_decoder_ops_for(const s2s_model *m) {

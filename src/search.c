@@ -192,6 +192,19 @@ static void beam_search(const s2s_model *m, const s2s_decoder_ops *ops, const fl
     free(nscore); free(ntok); free(live); free(best); free(nfin); free(heap);
 }
 
+size_t s2s_search_bytes(const s2s_model *m, const int32_t *src_len, int B, int Ts,
+                        const s2s_search_opts *o) {
+    const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
+    int maxT = 0, K = o->beam > 1 ? o->beam : 1;
+    for (int b = 0; b < B; b++) { int l = limit_for(m, o, src_len[b]); if (l > maxT) maxT = l; }
+    size_t N = (size_t)B * K, V = (size_t)m->cfg.tgt_vocab;
+    size_t search = N * V * sizeof(float)                         /* logits */
+                    + 2 * N * (size_t)(maxT + 1) * sizeof(int32_t) /* histories */
+                    + (size_t)B * (size_t)(maxT + 1) * sizeof(int32_t) /* outputs */
+                    + N * 32;                                      /* per-row bookkeeping */
+    return ops->start_bytes(m, B, Ts, K, maxT + 1) + search;
+}
+
 void s2s_search(const s2s_model *m, const float *enc, const int32_t *src_len, int B, int Ts,
                 const s2s_search_opts *o, int32_t **out, int *out_len, float *score) {
     const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);

@@ -2,6 +2,7 @@
 #ifndef S2S_SEARCH_H
 #define S2S_SEARCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct s2s_model;
@@ -20,5 +21,9 @@ void s2s_search_opts_default(s2s_search_opts *o);
  * gets the normalised log-probability of the chosen hypothesis. */
 void s2s_search(const struct s2s_model *m, const float *enc, const int32_t *src_len, int B,
                 int Ts, const s2s_search_opts *o, int32_t **out, int *out_len, float *score);
+
+/* Bytes that s2s_search allocates for this batch (decoder state + search buffers). */
+size_t s2s_search_bytes(const struct s2s_model *m, const int32_t *src_len, int B, int Ts,
+                        const s2s_search_opts *o);
 
 #endif

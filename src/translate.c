@@ -26,6 +26,17 @@ void s2s_translate_opts_default(s2s_translate_opts *o) {
     o->batch = 32;
     o->max_len = 256;
     o->length_penalty = 1.0f;
+    o->max_memory_mb = 4096;
+}
+
+/* Bytes of the encoder's no-grad graph arena for a [B, Ts] batch: per layer the
+ * activations of every op (all kept until the graph is reset) and the attention
+ * weights, plus embeddings and positions. */
+static size_t encode_bytes(const s2s_model *m, int B, int Ts) {
+    const s2s_config *c = &m->cfg;
+    size_t tok = (size_t)B * Ts, D = (size_t)c->d_model;
+    size_t per_layer = tok * (12 * D + 2 * (size_t)c->d_ff) + (size_t)B * c->n_heads * Ts * Ts;
+    return sizeof(float) * ((size_t)c->enc_layers * per_layer + tok * 4 * D) + 64 * 64 * (size_t)(c->enc_layers + 2) * 16;
 }
 
 typedef struct { int idx, len; } lenidx;
@@ -42,6 +53,7 @@ int s2s_translate(const s2s_model *m, const char *const *lines, int n,
         s2s_errf(err, errlen, "bad options: beam %d, batch %d, max_len %d", o->beam, o->batch, o->max_len);
         return -1;
     }
+    for (int i = 0; i < n; i++) out[i] = NULL;
     int maxs = m->cfg.max_len; /* tokens incl. </s> */
     int32_t **ids = s2s_xcalloc((size_t)n, sizeof *ids);
     lenidx *order = s2s_xmalloc((size_t)n * sizeof *order);
@@ -80,9 +92,24 @@ int s2s_translate(const s2s_model *m, const char *const *lines, int n,
     int32_t *slen = s2s_xmalloc((size_t)Bmax * sizeof(int32_t));
     int32_t **res = s2s_xmalloc((size_t)Bmax * sizeof(int32_t *));
     int *rlen = s2s_xmalloc((size_t)Bmax * sizeof(int));
-    for (int start = 0; start < n_work; start += Bmax) {
+    int rc = 0;
+    size_t limit = o->max_memory_mb > 0 ? (size_t)o->max_memory_mb << 20 : (size_t)-1;
+    for (int start = 0; start < n_work;) {
         int B = n_work - start < Bmax ? n_work - start : Bmax;
         int Ts = order[start].len; /* sorted longest first */
+        for (;;) { /* shrink the batch until its memory fits the bound */
+            for (int b = 0; b < B; b++) slen[b] = order[start + b].len;
+            size_t need = encode_bytes(m, B, Ts) + s2s_search_bytes(m, slen, B, Ts, &so);
+            if (need <= limit) break;
+            if (B == 1) {
+                s2s_errf(err, errlen, "needs %zu MB to decode (%d tokens, beam %d), above the bound of %d MB (--max-memory)",
+                         need >> 20, Ts, o->beam, o->max_memory_mb);
+                if (flags) flags[order[start].idx] |= S2S_LINE_TOO_BIG;
+                rc = -1;
+                goto done;
+            }
+            B /= 2;
+        }
         for (int b = 0; b < B; b++) {
             int i = order[start + b].idx, L = order[start + b].len;
             slen[b] = L;
@@ -96,9 +123,13 @@ int s2s_translate(const s2s_model *m, const char *const *lines, int n,
             out[order[start + b].idx] = s2s_tok_decode(m->tgt_tok, res[b], rlen[b]);
             free(res[b]);
         }
+        start += B;
     }
+done:
+    if (rc != 0) /* leave nothing allocated on error */
+        for (int i = 0; i < n; i++) { free(out[i]); out[i] = NULL; }
     s2s_graph_free(g);
     for (int i = 0; i < n; i++) free(ids[i]);
     free(ids); free(order); free(src); free(slen); free(res); free(rlen);
-    return 0;
+    return rc;
 }

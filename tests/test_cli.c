@@ -154,6 +154,25 @@ Test(cli, translate_output_line_per_input_line) {
     free(out); free(a);
 }
 
+/* --max-memory: batches are split to fit (same output), a sentence that cannot fit is refused */
+Test(cli, translate_memory_bound) {
+    int st;
+    char *input = malloc(4000), *a, *b;
+    input[0] = '\0';
+    for (int i = 0; i < 300; i++) strcat(input, i % 3 ? "abcdefg\n" : "hij\n");
+    cr_assert(asprintf(&a, "translate -q --beam 2 --batch 300 -m %s", fx.model) > 0);
+    cr_assert(asprintf(&b, "translate -q --beam 2 --batch 300 --max-memory 1 -m %s", fx.model) > 0);
+    char *o1 = run(input, a, &st);
+    cr_assert_eq(st, 0, "%s", o1);
+    char *o2 = run(input, b, &st);
+    cr_assert_eq(st, 0, "%s", o2);
+    cr_assert_str_eq(o1, o2, "splitting batches to fit memory must not change outputs");
+    free(a); free(o1); free(o2);
+    cr_assert(asprintf(&a, "translate -q --beam 256 --max-memory 1 -m %s", fx.model) > 0);
+    expect_fail("abc\nabcdefghij\n", a, "line 2 needs");
+    free(a); free(b); free(input);
+}
+
 Test(cli, info_prints_architecture) {
     int st;
     char *a;

@@ -21,6 +21,9 @@ static void help(FILE *f) {
             "  --threads T         compute threads (default 1)\n"
             "  --max-len L         output tokens at most (default 256)\n"
             "  --length-penalty A  beam score = logprob / length^A (default 1.0)\n"
+            "  --max-memory MB     bound on decoding memory (encoder activations + decoder\n"
+            "                      state of a batch; default 4096, 0 = none): batches are split\n"
+            "                      to fit, a sentence that cannot fit is refused with an error\n"
             "Invalid UTF-8 is replaced by U+FFFD and over-long lines are truncated, with a\n"
             "warning on stderr; empty lines give empty outputs.\n");
 }
@@ -47,6 +50,8 @@ int s2s_cmd_translate(int argc, char **argv) {
             if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 65536, &o.max_len)) goto usage;
         } else if (!strcmp(a, "--length-penalty")) {
             if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_float(C, a, v, 0, 10, &o.length_penalty)) goto usage;
+        } else if (!strcmp(a, "--max-memory")) {
+            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 0, 1 << 30, &o.max_memory_mb)) goto usage;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             quiet = 1;
         } else {
@@ -71,7 +76,10 @@ int s2s_cmd_translate(int argc, char **argv) {
         int *flags = calloc(n ? n : 1, sizeof *flags);
         double t1 = s2s_now();
         if (s2s_translate(m, (const char *const *)lines, (int)n, &o, out, flags, err, sizeof err) != 0) {
-            fprintf(stderr, "s2s translate: %s\n", err);
+            size_t bad = 0;
+            while (bad < n && !(flags[bad] & S2S_LINE_TOO_BIG)) bad++;
+            if (bad < n) fprintf(stderr, "s2s translate: line %zu %s\n", total + bad + 1, err);
+            else fprintf(stderr, "s2s translate: %s\n", err);
             rc = 1;
         } else {
             t_dec += s2s_now() - t1;
@@ -80,6 +88,7 @@ int s2s_cmd_translate(int argc, char **argv) {
                     fprintf(stderr, "s2s translate: warning: line %zu: invalid UTF-8 replaced by U+FFFD\n", total + i + 1);
                 if (flags[i] & S2S_LINE_TRUNCATED)
                     fprintf(stderr, "s2s translate: warning: line %zu: longer than the model's max_len, truncated\n", total + i + 1);
+                if (!out[i]) continue;
                 fputs(out[i], stdout);
                 fputc('\n', stdout);
                 out_chars += strlen(out[i]);
