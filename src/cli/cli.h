@@ -10,5 +10,6 @@ int s2s_cmd_train(int argc, char **argv);     /* cmd_train.c */
 int s2s_cmd_score(int argc, char **argv);     /* cmd_score.c */
 int s2s_cmd_info(int argc, char **argv);      /* cmd_info.c */
 int s2s_cmd_bpe(int argc, char **argv);       /* cmd_bpe.c: learn/apply BPE */
+int s2s_cmd_convert(int argc, char **argv);   /* cmd_convert.c: change weight precision */
 
 #endif

@@ -13,6 +13,7 @@ static void usage(FILE *f) {
             "  score      BLEU / chrF / WER / PER of hypotheses against references\n"
             "  info       show a model's architecture, size and training metadata\n"
             "  bpe        learn / apply tokenizers (BPE, char, symbol)\n"
+            "  convert    rewrite a model's weights in fp16 (or fp32)\n"
             "run 's2s <command> --help' for the options of a command\n");
 }
 
@@ -25,6 +26,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "score")) return s2s_cmd_score(argc - 1, argv + 1);
     if (!strcmp(c, "info")) return s2s_cmd_info(argc - 1, argv + 1);
     if (!strcmp(c, "bpe")) return s2s_cmd_bpe(argc - 1, argv + 1);
+    if (!strcmp(c, "convert")) return s2s_cmd_convert(argc - 1, argv + 1);
     fprintf(stderr, "s2s: unknown command '%s' (run 's2s --help')\n", c);
     return 2;
 }
