@@ -14,6 +14,26 @@ void s2s_config_default(s2s_config *c) {
     c->max_len = 256;
     c->activation = S2S_ACT_RELU;
     strcpy(c->decoder, "transformer");
+    c->dec_ffn = 1;
+}
+
+static const char *const dec_kinds[] = {"transformer", "ssru", "gru", "lstm"};
+
+int s2s_decoder_kind_parse(const char *name) {
+    for (int k = 0; k < (int)(sizeof dec_kinds / sizeof dec_kinds[0]); k++)
+        if (strcmp(name, dec_kinds[k]) == 0) return k;
+    return -1;
+}
+
+int s2s_config_dec_kind(const s2s_config *c) {
+    int k = s2s_decoder_kind_parse(c->decoder);
+    S2S_ASSERT(k >= 0);
+    return k;
+}
+
+int s2s_config_rnn_gates(const s2s_config *c) {
+    static const int gates[] = {0, 2, 3, 4};
+    return gates[s2s_config_dec_kind(c)];
 }
 
 int s2s_config_check(const s2s_config *c, char *err, size_t errlen) {
@@ -32,7 +52,6 @@ int s2s_config_check(const s2s_config *c, char *err, size_t errlen) {
     RANGE(max_len, 2, 1 << 16);
     RANGE(share_src_emb, 0, 1);
     RANGE(activation, 0, 1);
-#undef RANGE
     if (c->d_model % c->n_heads != 0) {
         s2s_errf(err, errlen, "config: d_model = %d is not a multiple of n_heads = %d", c->d_model, c->n_heads);
         return -1;
@@ -45,10 +64,17 @@ int s2s_config_check(const s2s_config *c, char *err, size_t errlen) {
         s2s_errf(err, errlen, "config: share_src_emb needs src_vocab == tgt_vocab (%d != %d)", c->src_vocab, c->tgt_vocab);
         return -1;
     }
-    if (strcmp(c->decoder, "transformer") != 0) {
-        s2s_errf(err, errlen, "config: unknown decoder kind '%s'", c->decoder);
+    int kind = s2s_decoder_kind_parse(c->decoder);
+    if (kind < 0) {
+        s2s_errf(err, errlen, "config: unknown decoder kind '%.16s' (transformer, ssru, gru or lstm)", c->decoder);
         return -1;
     }
+    RANGE(dec_ffn, 0, 1);
+    if (kind == S2S_DEC_TRANSFORMER && !c->dec_ffn) {
+        s2s_errf(err, errlen, "config: dec_ffn = 0 needs a recurrent decoder (ssru, gru or lstm)");
+        return -1;
+    }
+#undef RANGE
     return 0;
 }
 
@@ -62,6 +88,8 @@ char *s2s_config_to_json(const s2s_config *c) {
         c->d_model, c->n_heads, c->d_ff, c->enc_layers, c->dec_layers, c->src_vocab, c->tgt_vocab,
         c->max_len, c->share_src_emb, c->activation == S2S_ACT_GELU ? "gelu" : "relu");
     s2s_json_escape(&b, c->decoder, strlen(c->decoder));
+    /* written for recurrent kinds only, so Transformer configs stay as they were */
+    if (strcmp(c->decoder, "transformer") != 0) s2s_strbuf_appendf(&b, ",\"dec_ffn\":%d", c->dec_ffn);
     s2s_strbuf_putc(&b, '}');
     return b.s;
 }
@@ -76,6 +104,7 @@ static const struct { const char *key; size_t off; } int_fields[] = {
     {"tgt_vocab", offsetof(s2s_config, tgt_vocab)},
     {"max_len", offsetof(s2s_config, max_len)},
     {"share_src_emb", offsetof(s2s_config, share_src_emb)},
+    {"dec_ffn", offsetof(s2s_config, dec_ffn)},
 };
 
 int s2s_config_from_json(s2s_config *c, const char *json, size_t len, char *err, size_t errlen) {
@@ -86,6 +115,7 @@ int s2s_config_from_json(s2s_config *c, const char *json, size_t len, char *err,
     if (s2s_json_typeof(root) != S2S_JSON_OBJ) { s2s_errf(err, errlen, "config: not a JSON object"); goto out; }
     memset(c, 0, sizeof *c);
     c->activation = -1;
+    c->dec_ffn = 1; /* absent in older checkpoints */
     for (size_t i = 0; i < s2s_json_len(root); i++) {
         const char *key = s2s_json_key_at(root, i);
         const s2s_json *v = s2s_json_at(root, i);

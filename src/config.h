@@ -7,6 +7,10 @@
 
 enum { S2S_ACT_RELU = 0, S2S_ACT_GELU = 1 };
 
+/* Decoder kinds (cfg.decoder): the Transformer, or a recurrent decoder whose
+ * layers replace self-attention by an RNN (docs/MODEL.md "Recurrent decoders"). */
+enum { S2S_DEC_TRANSFORMER = 0, S2S_DEC_SSRU = 1, S2S_DEC_GRU = 2, S2S_DEC_LSTM = 3 };
+
 typedef struct s2s_config {
     int d_model;       /* D */
     int n_heads;       /* H */
@@ -18,11 +22,18 @@ typedef struct s2s_config {
     int max_len;       /* longest sequence (tokens incl. </s>) */
     int share_src_emb; /* encoder uses tgt_emb */
     int activation;    /* S2S_ACT_* */
-    char decoder[16];  /* decoder kind: "transformer", ... */
+    char decoder[16];  /* decoder kind: "transformer", "ssru", "gru", "lstm" */
+    int dec_ffn;       /* 1: each decoder layer has its FFN (0 only for recurrent kinds) */
 } s2s_config;
 
 /* Defaults for a small model (D=256, H=4, F=1024, 6+6, relu, max_len 256). */
 void s2s_config_default(s2s_config *c);
+/* S2S_DEC_* of a decoder kind name, or -1 if unknown. */
+int s2s_decoder_kind_parse(const char *name);
+/* S2S_DEC_* of the config's decoder (which must be valid). */
+int s2s_config_dec_kind(const s2s_config *c);
+/* Gates of the recurrent cell: 2 (SSRU), 3 (GRU), 4 (LSTM); 0 for the Transformer. */
+int s2s_config_rnn_gates(const s2s_config *c);
 /* 0 if valid, else -1 and a one-line message naming the bad field. */
 int s2s_config_check(const s2s_config *c, char *err, size_t errlen);
 /* Malloc'd JSON object string. */

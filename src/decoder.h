@@ -15,6 +15,7 @@
 #ifndef S2S_DECODER_H
 #define S2S_DECODER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct s2s_model;
@@ -38,9 +39,12 @@ typedef struct s2s_decoder_ops {
     size_t (*start_bytes)(const struct s2s_model *m, int B, int Ts, int R, int max_steps);
 } s2s_decoder_ops;
 
-/* The ops for the model's decoder kind (cfg.decoder), or NULL if unknown. */
+/* The ops for the model's decoder kind (cfg.decoder), or NULL if unknown (decoder.c). */
 const s2s_decoder_ops *s2s_decoder_ops_for(const struct s2s_model *m);
 
-extern const s2s_decoder_ops s2s_transformer_decoder;
+extern const s2s_decoder_ops s2s_transformer_decoder; /* decoder_transformer.c */
+extern const s2s_decoder_ops s2s_ssru_decoder;        /* decoder_rnn.c */
+extern const s2s_decoder_ops s2s_gru_decoder;         /* decoder_rnn.c */
+extern const s2s_decoder_ops s2s_lstm_decoder;        /* decoder_rnn.c */
 
 #endif

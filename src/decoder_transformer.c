@@ -202,8 +202,3 @@ static size_t t_start_bytes(const s2s_model *m, int B, int Ts, int R, int max_st
 const s2s_decoder_ops s2s_transformer_decoder = {
     "transformer", t_start, t_step, t_select, t_free, t_state_bytes, t_start_bytes,
 };
-
-const s2s_decoder_ops *s2s_decoder_ops_for(const s2s_model *m) {
-    if (strcmp(m->cfg.decoder, "transformer") == 0) return &s2s_transformer_decoder;
-    return NULL;
-}

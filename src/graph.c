@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "kernels_rnn.h"
 
 /* ---------------------------------------------------------------- arena */
 
@@ -17,7 +18,7 @@ typedef struct {
 typedef enum {
     OP_LINEAR, OP_MATMUL, OP_ADD, OP_MUL, OP_SCALE, OP_EMBEDDING, OP_LAYERNORM,
     OP_SOFTMAX, OP_LOGSOFTMAX, OP_RELU, OP_GELU, OP_DROPOUT, OP_ATTENTION, OP_XENT,
-    OP_SUM, OP_MEAN
+    OP_SUM, OP_MEAN, OP_SSRU, OP_GRU, OP_LSTM
 } op_kind;
 
 typedef struct {
@@ -363,6 +364,47 @@ s2s_tensor *s2s_xent(s2s_graph *g, s2s_tensor *logits, const int32_t *tgt, float
     return y;
 }
 
+/* xp [B, T, G*D] -> the output [B, T, D]; sets *B, *T, *D */
+static s2s_tensor *scan_out(s2s_graph *g, const s2s_tensor *xp, int G, int *B, int *T, int *D) {
+    S2S_ASSERT(xp->ndim == 3 && xp->shape[2] % G == 0 && xp->shape[2] > 0);
+    *B = xp->shape[0]; *T = xp->shape[1]; *D = xp->shape[2] / G;
+    return tensor_out(g, 3, (int[]){*B, *T, *D});
+}
+
+s2s_tensor *s2s_ssru_scan(s2s_graph *g, s2s_tensor *xp) {
+    int B, T, D;
+    s2s_tensor *h = scan_out(g, xp, 2, &B, &T, &D);
+    float *c = alloc_raw(g, h->n * sizeof(float));
+    s2s_k_ssru_fwd(h->data, c, xp->data, NULL, B, T, D);
+    node *nd = record(g, OP_SSRU, h, xp, NULL, NULL);
+    if (nd) { nd->sv[0] = c; nd->ia[0] = B; nd->ia[1] = T; nd->ia[2] = D; }
+    return h;
+}
+
+static s2s_tensor *gated_scan(s2s_graph *g, op_kind op, s2s_tensor *xp, s2s_tensor *wh,
+                              s2s_tensor *bh) {
+    int G = op == OP_GRU ? 3 : 4, B, T, D;
+    s2s_tensor *h = scan_out(g, xp, G, &B, &T, &D);
+    S2S_ASSERT(wh->ndim == 2 && wh->shape[0] == G * D && wh->shape[1] == D);
+    S2S_ASSERT(!bh || (int)bh->n == G * D);
+    float *gates = alloc_raw(g, (size_t)4 * h->n * sizeof(float));
+    float *c = op == OP_LSTM ? alloc_raw(g, h->n * sizeof(float)) : NULL;
+    const float *bd = bh ? bh->data : NULL;
+    if (op == OP_GRU) s2s_k_gru_fwd(h->data, gates, xp->data, wh->data, bd, NULL, B, T, D);
+    else s2s_k_lstm_fwd(h->data, c, gates, xp->data, wh->data, bd, NULL, NULL, B, T, D);
+    node *nd = record(g, op, h, xp, wh, bh);
+    if (nd) { nd->sv[0] = gates; nd->sv[1] = c; nd->ia[0] = B; nd->ia[1] = T; nd->ia[2] = D; }
+    return h;
+}
+
+s2s_tensor *s2s_gru_scan(s2s_graph *g, s2s_tensor *xp, s2s_tensor *wh, s2s_tensor *bh) {
+    return gated_scan(g, OP_GRU, xp, wh, bh);
+}
+
+s2s_tensor *s2s_lstm_scan(s2s_graph *g, s2s_tensor *xp, s2s_tensor *wh, s2s_tensor *bh) {
+    return gated_scan(g, OP_LSTM, xp, wh, bh);
+}
+
 s2s_tensor *s2s_sum(s2s_graph *g, s2s_tensor *x) {
     double s = 0;
     for (size_t i = 0; i < x->n; i++) s += x->data[i];
@@ -470,6 +512,20 @@ void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss) {
             float *dl = s2s_graph_alloc(g, (size_t)N * sizeof(float));
             for (int j = 0; j < N; j++) dl[j] = dy[0] / (float)cnt;
             s2s_k_xent_bwd(gbuf(g, a), dl, nd->sv[0], nd->si, nd->fa[0], nd->ia[2], N, nd->ia[1]);
+        } break;
+        case OP_SSRU:
+            s2s_k_ssru_bwd(gbuf(g, a), dy, a->data, nd->sv[0], NULL, nd->ia[0], nd->ia[1], nd->ia[2]);
+            break;
+        case OP_GRU:
+        case OP_LSTM: {
+            int B = nd->ia[0], T = nd->ia[1], D = nd->ia[2], G = nd->op == OP_GRU ? 3 : 4;
+            float *ws = alloc_raw(g, S2S_RNN_BWD_WS(G, B, T, D) * sizeof(float));
+            if (nd->op == OP_GRU)
+                s2s_k_gru_bwd(gbuf(g, a), gbuf(g, b), gbuf(g, c), ws, dy, y->data, nd->sv[0], b->data,
+                              NULL, B, T, D);
+            else
+                s2s_k_lstm_bwd(gbuf(g, a), gbuf(g, b), gbuf(g, c), ws, dy, y->data, nd->sv[1], nd->sv[0],
+                               b->data, NULL, NULL, B, T, D);
         } break;
         case OP_SUM: {
             float *da = gbuf(g, a);

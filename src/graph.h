@@ -73,6 +73,14 @@ s2s_tensor *s2s_attention(s2s_graph *g, s2s_tensor *q, s2s_tensor *k, s2s_tensor
 /* Mean label-smoothed cross-entropy over rows whose target != ignore -> scalar. */
 s2s_tensor *s2s_xent(s2s_graph *g, s2s_tensor *logits /* [N, V] */, const int32_t *tgt /* [N] */,
                      float eps, int ignore, int *n_counted);
+/* Recurrent scans over T steps from a zero state (kernels_rnn.h has the cells and the
+ * gate order). xp holds the input projections of every step, computed beforehand by
+ * one s2s_linear over all B*T rows; only the recurrence runs step by step. -> h [B, T, D] */
+s2s_tensor *s2s_ssru_scan(s2s_graph *g, s2s_tensor *xp /* [B, T, 2D] */);
+s2s_tensor *s2s_gru_scan(s2s_graph *g, s2s_tensor *xp /* [B, T, 3D] */,
+                         s2s_tensor *wh /* [3D, D] */, s2s_tensor *bh /* [3D] or NULL */);
+s2s_tensor *s2s_lstm_scan(s2s_graph *g, s2s_tensor *xp /* [B, T, 4D] */,
+                          s2s_tensor *wh /* [4D, D] */, s2s_tensor *bh /* [4D] or NULL */);
 s2s_tensor *s2s_sum(s2s_graph *g, s2s_tensor *x);  /* -> scalar */
 s2s_tensor *s2s_mean(s2s_graph *g, s2s_tensor *x); /* -> scalar */
 

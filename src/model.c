@@ -1,5 +1,7 @@
-/* model.c - Transformer parameters, initialisation and the training forward pass
- * (docs/MODEL.md). Inference decoding lives in decoder_transformer.c. */
+/* model.c - parameters, initialisation and the training forward pass of the
+ * encoder-decoder (docs/MODEL.md): a Transformer decoder, or a recurrent one (SSRU,
+ * GRU, LSTM) whose layers replace self-attention by one scan over the target.
+ * Inference decoding lives in decoder_transformer.c and decoder_rnn.c. */
 #include "model.h"
 
 #include <math.h>
@@ -68,21 +70,29 @@ s2s_model *s2s_model_new_empty(const s2s_config *c, int trainable) {
         snprintf(p, sizeof p, "enc.%d.fc2", i); reg_lin(m, cap, &L->fc2, p, D, F);
     }
     reg_ln(m, cap, &m->enc_ln, "enc.ln", D);
+    int G = s2s_config_rnn_gates(c); /* 0: Transformer */
     for (int i = 0; i < c->dec_layers; i++) {
         s2s_dec_layer *L = &m->dec[i];
         snprintf(p, sizeof p, "dec.%d.ln1", i); reg_ln(m, cap, &L->ln1, p, D);
-        snprintf(p, sizeof p, "dec.%d.self.q", i); reg_lin(m, cap, &L->sq, p, D, D);
-        snprintf(p, sizeof p, "dec.%d.self.k", i); reg_lin(m, cap, &L->sk, p, D, D);
-        snprintf(p, sizeof p, "dec.%d.self.v", i); reg_lin(m, cap, &L->sv, p, D, D);
-        snprintf(p, sizeof p, "dec.%d.self.o", i); reg_lin(m, cap, &L->so, p, D, D);
+        if (G == 0) {
+            snprintf(p, sizeof p, "dec.%d.self.q", i); reg_lin(m, cap, &L->sq, p, D, D);
+            snprintf(p, sizeof p, "dec.%d.self.k", i); reg_lin(m, cap, &L->sk, p, D, D);
+            snprintf(p, sizeof p, "dec.%d.self.v", i); reg_lin(m, cap, &L->sv, p, D, D);
+            snprintf(p, sizeof p, "dec.%d.self.o", i); reg_lin(m, cap, &L->so, p, D, D);
+        } else {
+            snprintf(p, sizeof p, "dec.%d.rnn.wx", i); reg_lin(m, cap, &L->rx, p, G * D, D);
+            if (G > 2) { snprintf(p, sizeof p, "dec.%d.rnn.wh", i); reg_lin(m, cap, &L->rh, p, G * D, D); }
+        }
         snprintf(p, sizeof p, "dec.%d.ln2", i); reg_ln(m, cap, &L->ln2, p, D);
         snprintf(p, sizeof p, "dec.%d.cross.q", i); reg_lin(m, cap, &L->cq, p, D, D);
         snprintf(p, sizeof p, "dec.%d.cross.k", i); reg_lin(m, cap, &L->ck, p, D, D);
         snprintf(p, sizeof p, "dec.%d.cross.v", i); reg_lin(m, cap, &L->cv, p, D, D);
         snprintf(p, sizeof p, "dec.%d.cross.o", i); reg_lin(m, cap, &L->co, p, D, D);
-        snprintf(p, sizeof p, "dec.%d.ln3", i); reg_ln(m, cap, &L->ln3, p, D);
-        snprintf(p, sizeof p, "dec.%d.fc1", i); reg_lin(m, cap, &L->fc1, p, F, D);
-        snprintf(p, sizeof p, "dec.%d.fc2", i); reg_lin(m, cap, &L->fc2, p, D, F);
+        if (c->dec_ffn) {
+            snprintf(p, sizeof p, "dec.%d.ln3", i); reg_ln(m, cap, &L->ln3, p, D);
+            snprintf(p, sizeof p, "dec.%d.fc1", i); reg_lin(m, cap, &L->fc1, p, F, D);
+            snprintf(p, sizeof p, "dec.%d.fc2", i); reg_lin(m, cap, &L->fc2, p, D, F);
+        }
     }
     reg_ln(m, cap, &m->dec_ln, "dec.ln", D);
 
@@ -121,6 +131,35 @@ s2s_model *s2s_model_create(const s2s_config *c, struct s2s_tokenizer *src_tok,
             for (size_t j = 0; j < t->n; j++) t->data[j] = 1.0f;
         } /* biases stay 0 */
     }
+    return m;
+}
+
+int s2s_model_copy_matching(s2s_model *dst, const s2s_model *src, int with_decoder) {
+    S2S_ASSERT(dst->trainable);
+    int n = 0;
+    for (int i = 0; i < dst->n_params; i++) {
+        const s2s_param_entry *e = &dst->params[i];
+        if (!with_decoder && strncmp(e->name, "dec.", 4) == 0) continue;
+        const s2s_tensor *t = s2s_model_param(src, e->name);
+        if (!t || t->ndim != e->t->ndim || t->shape[0] != e->t->shape[0] ||
+            (t->ndim == 2 && t->shape[1] != e->t->shape[1]))
+            continue;
+        memcpy(e->t->data, t->data, e->t->n * sizeof(float));
+        n++;
+    }
+    return n;
+}
+
+s2s_model *s2s_model_student(s2s_model *teacher, const s2s_config *dec, uint64_t seed,
+                             char *err, size_t errlen) {
+    s2s_config c = teacher->cfg;
+    memcpy(c.decoder, dec->decoder, sizeof c.decoder);
+    c.dec_layers = dec->dec_layers;
+    c.dec_ffn = dec->dec_ffn;
+    if (s2s_config_check(&c, err, errlen) != 0) return NULL;
+    s2s_model *m = s2s_model_create(&c, teacher->src_tok, teacher->tgt_tok, seed);
+    teacher->src_tok = teacher->tgt_tok = NULL; /* moved */
+    s2s_model_copy_matching(m, teacher, 0);
     return m;
 }
 
@@ -195,16 +234,29 @@ s2s_tensor *s2s_model_encode(s2s_graph *g, const s2s_model *m, const int32_t *sr
     return ln(g, x, &m->enc_ln);
 }
 
+/* The recurrent sublayer: one linear layer projects every step's input for all
+ * gates at once, then the scan runs the recurrence. [B, Tt, D] -> [B, Tt, D] */
+static s2s_tensor *rnn(s2s_graph *g, int kind, s2s_tensor *x, const s2s_dec_layer *L) {
+    s2s_tensor *xp = lin(g, x, &L->rx);
+    if (kind == S2S_DEC_SSRU) return s2s_ssru_scan(g, xp);
+    if (kind == S2S_DEC_GRU) return s2s_gru_scan(g, xp, L->rh.w, L->rh.b);
+    return s2s_lstm_scan(g, xp, L->rh.w, L->rh.b);
+}
+
 s2s_tensor *s2s_model_decode_train(s2s_graph *g, const s2s_model *m, s2s_tensor *enc,
                                    const int32_t *src_len, const int32_t *tgt_in, int B,
                                    int Tt, float dropout) {
+    int kind = s2s_config_dec_kind(&m->cfg);
     s2s_tensor *y = embed(g, m, m->tgt_emb, tgt_in, B, Tt, dropout);
     for (int i = 0; i < m->cfg.dec_layers; i++) {
         const s2s_dec_layer *L = &m->dec[i];
         s2s_tensor *h = ln(g, y, &L->ln1);
-        y = s2s_add(g, y, s2s_dropout(g, mha(g, m, h, h, &L->sq, &L->sk, &L->sv, &L->so, NULL, 1), dropout));
+        s2s_tensor *s = kind == S2S_DEC_TRANSFORMER ? mha(g, m, h, h, &L->sq, &L->sk, &L->sv, &L->so, NULL, 1)
+                                                    : rnn(g, kind, h, L);
+        y = s2s_add(g, y, s2s_dropout(g, s, dropout));
         h = ln(g, y, &L->ln2);
         y = s2s_add(g, y, s2s_dropout(g, mha(g, m, h, enc, &L->cq, &L->ck, &L->cv, &L->co, src_len, 0), dropout));
+        if (!m->cfg.dec_ffn) continue;
         h = ln(g, y, &L->ln3);
         y = s2s_add(g, y, s2s_dropout(g, ffn(g, m, h, &L->fc1, &L->fc2), dropout));
     }

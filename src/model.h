@@ -1,4 +1,5 @@
-/* model.h - the pre-LayerNorm Transformer encoder-decoder (docs/MODEL.md).
+/* model.h - the pre-LayerNorm Transformer encoder-decoder (docs/MODEL.md), whose
+ * decoder is a Transformer or recurrent (SSRU, GRU, LSTM: cfg.decoder).
  *
  * A model owns its weights (immutable once loaded for inference, so one model
  * can be shared by many decoding threads), its tokenizers and its config.
@@ -27,10 +28,12 @@ typedef struct {
 } s2s_enc_layer;
 
 typedef struct {
-    s2s_ln_p ln1, ln2, ln3;
-    s2s_lin_p sq, sk, sv, so; /* self-attention [D, D] */
+    s2s_ln_p ln1, ln2, ln3;   /* ln3 only with an FFN (cfg.dec_ffn) */
+    s2s_lin_p sq, sk, sv, so; /* self-attention [D, D] (Transformer) */
+    s2s_lin_p rx;             /* recurrent kinds: rnn.wx [G*D, D] + [G*D], all gates' input projections */
+    s2s_lin_p rh;             /* GRU/LSTM: rnn.wh [G*D, D] + [G*D] recurrent; SSRU: none (NULL) */
     s2s_lin_p cq, ck, cv, co; /* cross-attention [D, D] */
-    s2s_lin_p fc1, fc2;
+    s2s_lin_p fc1, fc2;       /* FFN (cfg.dec_ffn) */
 } s2s_dec_layer;
 
 typedef struct {
@@ -70,6 +73,17 @@ s2s_tensor *s2s_model_encode(s2s_graph *g, const s2s_model *m, const int32_t *sr
 s2s_tensor *s2s_model_decode_train(s2s_graph *g, const s2s_model *m, s2s_tensor *enc,
                                    const int32_t *src_len, const int32_t *tgt_in, int B,
                                    int Tt, float dropout);
+
+/* Distillation student: a new random model with the teacher's config except the
+ * decoder (decoder, dec_layers, dec_ffn taken from dec), the teacher's tokenizers
+ * (moved: the teacher is left without them) and the teacher's embeddings and
+ * encoder copied; the decoder stays randomly initialised. NULL + message if the
+ * resulting config is invalid (the teacher is then unchanged). */
+s2s_model *s2s_model_student(s2s_model *teacher, const s2s_config *dec, uint64_t seed,
+                             char *err, size_t errlen);
+/* Copy every weight of src whose name and shape dst also has (with_decoder = 0:
+ * not the "dec.*" ones). Returns how many tensors were copied. dst is trainable. */
+int s2s_model_copy_matching(s2s_model *dst, const s2s_model *src, int with_decoder);
 
 /* Checkpoints (checkpoint.c). Extra tensors/metadata let the trainer store its state. */
 typedef struct {

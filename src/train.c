@@ -1,6 +1,7 @@
 /* train.c - the training loop (see train.h). */
 #include "train.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -203,6 +204,23 @@ static char *join_path(const char *dir, const char *file) {
     return p;
 }
 
+/* Remove what a save killed mid-write left in out_dir: the writer's temporary
+ * files "last.safetensors.tmp.*" and "best.safetensors.tmp.*" (see
+ * s2s_st_writer_save). Nothing else is touched. */
+static void remove_stale_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "last.safetensors.tmp.", 21) != 0 &&
+            strncmp(e->d_name, "best.safetensors.tmp.", 21) != 0) continue;
+        char *p = join_path(dir, e->d_name);
+        (void)unlink(p);
+        free(p);
+    }
+    closedir(d);
+}
+
 static int metric_higher_better(const char *metric) {
     return strcmp(metric, "bleu") == 0 || strcmp(metric, "chrf") == 0;
 }
@@ -263,13 +281,22 @@ static int load_trainer(const char *path, s2s_model *m, s2s_adamw *a, trainer_st
     const char *st = s2s_st_meta(f, "s2s.trainer");
     s2s_json *j = st ? s2s_json_parse(st, strlen(st), e2, sizeof e2) : NULL;
     if (!j) { s2s_errf(err, errlen, "%s: no valid trainer state (s2s.trainer) to resume from", path); goto out; }
-    ts->step = (long)s2s_json_num(s2s_json_get(j, "step"));
-    ts->epoch = (int)s2s_json_num(s2s_json_get(j, "epoch"));
-    ts->batch_pos = (int)s2s_json_num(s2s_json_get(j, "batch_pos"));
+    /* untrusted: range-check before converting (NaN for a missing key, or an
+     * out-of-range value, would be undefined; a negative batch_pos would index
+     * before the epoch's batch plan) */
+    double step = s2s_json_num(s2s_json_get(j, "step")), epoch = s2s_json_num(s2s_json_get(j, "epoch"));
+    double bpos = s2s_json_num(s2s_json_get(j, "batch_pos")), bad = s2s_json_num(s2s_json_get(j, "bad_evals"));
+    if (!(step >= 0 && step <= 1e15 && epoch >= 0 && epoch <= 2e9 && bpos >= 0 && bpos <= 2e9 && bad >= 0 && bad <= 2e9)) {
+        s2s_errf(err, errlen, "%s: corrupt trainer state (s2s.trainer): step, epoch, batch_pos or bad_evals out of range", path);
+        goto out;
+    }
+    ts->step = (long)step;
+    ts->epoch = (int)epoch;
+    ts->batch_pos = (int)bpos;
     const char *r = s2s_json_str(s2s_json_get(j, "rng"));
     ts->rng = r ? strtoull(r, NULL, 10) : 1;
     ts->best = s2s_json_num(s2s_json_get(j, "has_best")) != 0 ? s2s_json_num(s2s_json_get(j, "best")) : NAN;
-    ts->bad_evals = (int)s2s_json_num(s2s_json_get(j, "bad_evals"));
+    ts->bad_evals = (int)bad;
     ts->elapsed = s2s_json_num(s2s_json_get(j, "elapsed"));
     ts->tokens = s2s_json_num(s2s_json_get(j, "tokens"));
     for (int i = 0; i < m->n_params; i++) {
@@ -353,6 +380,22 @@ static void fmt_time(char *buf, size_t n, double s) {
 
 /* ------------------------------------------------------------ main loop */
 
+/* --init TEACHER --decoder K: when the requested decoder (kind, layers, FFN) differs
+ * from the init model's, a new student with the teacher's tokenizers, embeddings and
+ * encoder and a random decoder (s2s_model_student); else the init model itself.
+ * Consumes m; NULL + message on error. */
+static s2s_model *maybe_student(s2s_model *m, const s2s_train_opts *o, char *err, size_t errlen) {
+    const s2s_config *a = &m->cfg, *d = &o->model;
+    if (!o->student || (!strcmp(a->decoder, d->decoder) && a->dec_layers == d->dec_layers && a->dec_ffn == d->dec_ffn))
+        return m;
+    s2s_model *st = s2s_model_student(m, d, o->seed, err, errlen);
+    if (st && !o->quiet)
+        fprintf(stderr, "s2s train: student of %s: its embeddings and encoder, a new %s decoder (%d layers%s)\n",
+                o->init, d->decoder, d->dec_layers, d->dec_ffn ? "" : ", no FFN");
+    s2s_model_free(m);
+    return st;
+}
+
 int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
     int rc = 1;
     s2s_set_threads(o->threads > 0 ? o->threads : 1);
@@ -365,6 +408,8 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
     s2s_graph *g = NULL;
     FILE *logf = NULL;
     char *last_path = NULL, *best_path = NULL, *log_path = NULL;
+    struct sigaction old_int, old_term;
+    int handlers = 0;
 
     if (!o->train_src || !o->train_tgt || !o->out_dir) {
         s2s_errf(err, errlen, "need --train-src, --train-tgt and -o OUT_DIR");
@@ -377,6 +422,7 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
     last_path = join_path(o->out_dir, "last.safetensors");
     best_path = join_path(o->out_dir, "best.safetensors");
     log_path = join_path(o->out_dir, "train.log");
+    remove_stale_tmp(o->out_dir);
 
     if (!(tr_src = s2s_read_lines(o->train_src, &ntr, err, errlen))) goto done;
     if (!(tr_tgt = s2s_read_lines(o->train_tgt, &ntr2, err, errlen))) goto done;
@@ -395,6 +441,7 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
         if (!m) goto done;
     } else if (o->init) {
         m = s2s_model_load(o->init, 1, err, errlen);
+        if (m) m = maybe_student(m, o, err, errlen);
         if (!m) goto done;
     } else {
         char terr[256];
@@ -437,8 +484,15 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
 
     g = s2s_graph_new();
     s2s_graph_set_training(g, 1, &ts.rng);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    g_stop = 0; /* a previous call's interrupt is not this call's */
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    handlers = 1;
     plan_epoch(&plan, &tr, o->tokens_per_batch, o->seed, ts.epoch);
 
     double t0 = s2s_now(), elapsed0 = ts.elapsed, win_t = s2s_now(), win_tok = 0, win_loss = 0;
@@ -537,8 +591,10 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
                 ts.elapsed, o->metric, ts.best, o->out_dir);
     rc = 0;
 done:
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    if (handlers) { /* give the caller its own handlers back */
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+    }
     if (logf) fclose(logf);
     s2s_adamw_free(&opt);
     free(plan.perm); free(plan.b);

@@ -15,6 +15,10 @@ typedef struct {
     const char *train_src, *train_tgt, *dev_src, *dev_tgt;
     const char *out_dir;      /* last.safetensors, best.safetensors, train.log */
     const char *init;         /* start from this model's weights (fine-tuning), or NULL */
+    int student;              /* with init: if model's decoder (decoder, dec_layers, dec_ffn)
+                               * differs from init's, train a new student with init's
+                               * tokenizers, embeddings and encoder and a random decoder
+                               * (set by --decoder) */
     /* model (ignored with init) */
     s2s_config model;
     int src_tok, tgt_tok;     /* s2s_tok_kind */

@@ -35,7 +35,13 @@ int s2s_cmd_info(int argc, char **argv) {
     struct stat sb;
     stat(path, &sb);
     printf("model:       %s (%.2f MB)\n", path, (double)sb.st_size / 1e6);
-    printf("arch:        transformer encoder-decoder, pre-LN, decoder '%s'\n", c->decoder);
+    static const char *const cell[] = {"", "SSRU", "GRU", "LSTM"}; /* by S2S_DEC_* */
+    int kind = s2s_config_dec_kind(c);
+    if (kind == S2S_DEC_TRANSFORMER)
+        printf("arch:        transformer encoder-decoder, pre-LN, decoder '%s'\n", c->decoder);
+    else
+        printf("arch:        transformer encoder + recurrent decoder, pre-LN, decoder '%s' (%s, layers %s FFN)\n",
+               c->decoder, cell[kind], c->dec_ffn ? "with" : "without");
     printf("dims:        d_model %d, heads %d, d_ff %d, activation %s\n", c->d_model, c->n_heads, c->d_ff,
            c->activation == S2S_ACT_GELU ? "gelu" : "relu");
     printf("layers:      encoder %d, decoder %d\n", c->enc_layers, c->dec_layers);

@@ -19,13 +19,16 @@ static void help(FILE *f) {
         "       s2s train --config FILE [options]   (config: 'key = value' lines, keys as below)\n"
         "data:   --train-src --train-tgt --dev-src --dev-tgt  -o/--out DIR  --init MODEL (fine-tune)\n"
         "model:  --d-model 256 --heads 4 --ff 1024 --enc-layers 6 --dec-layers 6 --activation relu|gelu\n"
+        "        --decoder transformer|ssru|gru|lstm --dec-ffn 1 (0: recurrent decoder layers without FFN)\n"
         "        --max-len 256 --src-tok char|symbol|bpe --tgt-tok char|symbol|bpe\n"
         "        --src-vocab N --tgt-vocab N (BPE vocabulary size) --joint-vocab (one shared vocabulary)\n"
         "optim:  --lr 7e-4 --warmup 4000 --weight-decay 0 --clip 1.0 --dropout 0.1 --label-smoothing 0.1\n"
         "        --tokens-per-batch 4096 --max-steps 100000 --max-epochs 1000 --seed 1 --threads 1\n"
         "eval:   --eval-every 1000 --metric loss|wer|per|bleu|chrf --eval-max 1000 --patience 10\n"
         "other:  --log-every 100 --fresh (ignore OUT_DIR/last.safetensors) --quiet --fp16 (best in fp16)\n"
-        "An existing OUT_DIR/last.safetensors is resumed exactly (weights, Adam state, data position, RNG).\n");
+        "An existing OUT_DIR/last.safetensors is resumed exactly (weights, Adam state, data position, RNG).\n"
+        "--init TEACHER with --decoder K whose decoder (K, --dec-layers, --dec-ffn) differs from TEACHER's:\n"
+        "a distillation student with TEACHER's tokenizers, embeddings and encoder and a new random decoder.\n");
 }
 
 static int flagged(const char *key) {
@@ -43,6 +46,7 @@ static int apply(s2s_train_opts *o, const char *C, const char *key, const char *
     STR("out", out_dir) STR("init", init)
     INT("d-model", model.d_model, 4, 65536) INT("heads", model.n_heads, 1, 1024) INT("ff", model.d_ff, 1, 1 << 20)
     INT("enc-layers", model.enc_layers, 0, 256) INT("dec-layers", model.dec_layers, 1, 256)
+    INT("dec-ffn", model.dec_ffn, 0, 1)
     INT("max-len", model.max_len, 2, 65536)
     INT("src-vocab", src_vocab, 0, 1 << 22) INT("tgt-vocab", tgt_vocab, 0, 1 << 22)
     FLT("lr", lr, 1e-8, 10) FLT("warmup", warmup, 1, 1e9) FLT("weight-decay", weight_decay, 0, 1)
@@ -64,6 +68,15 @@ static int apply(s2s_train_opts *o, const char *C, const char *key, const char *
         if (!strcmp(v, "relu")) o->model.activation = S2S_ACT_RELU;
         else if (!strcmp(v, "gelu")) o->model.activation = S2S_ACT_GELU;
         else { fprintf(stderr, "s2s %s: --activation must be relu or gelu, not '%s'\n", C, v); return -1; }
+        return 0;
+    }
+    if (!strcmp(key, "decoder")) {
+        if (s2s_decoder_kind_parse(v) < 0) {
+            fprintf(stderr, "s2s %s: --decoder must be transformer, ssru, gru or lstm, not '%s'\n", C, v);
+            return -1;
+        }
+        snprintf(o->model.decoder, sizeof o->model.decoder, "%s", v);
+        o->student = 1; /* with --init: a student if the decoder differs (train.h) */
         return 0;
     }
     if (!strcmp(key, "src-tok") || !strcmp(key, "tgt-tok")) {
