@@ -86,7 +86,7 @@ $(BUILD)/s2s_tests: $(TEST_OBJ) $(BUILD)/libs2s.a
 test:
 	@bash scripts/install-deps.sh test
 	@$(MAKE) --no-print-directory $(BUILD)/s2s $(BUILD)/s2s_tests
-	S2S_BIN=$(BUILD)/s2s ./$(BUILD)/s2s_tests $(TEST_ARGS)
+	S2S_BIN=$(BUILD)/s2s LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp ./$(BUILD)/s2s_tests $(TEST_ARGS)
 
 data:
 	@bash scripts/prepare-data.sh

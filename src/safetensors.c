@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -588,6 +589,19 @@ static void fsync_parent(const char *path) {
     free(copy);
 }
 
+/* Test hook (tests/test_crash.c): with S2S_DEBUG_SAVE_DELAY_MS=N in the
+ * environment every save pauses N ms after writing the header, leaving the
+ * temporary file half-written, so that a test can kill the process inside a
+ * checkpoint write. Unset (the normal case) it costs one getenv per save. */
+static void debug_save_delay(void) {
+    const char *s = getenv("S2S_DEBUG_SAVE_DELAY_MS");
+    long ms = s ? strtol(s, NULL, 10) : 0;
+    if (ms <= 0) return;
+    if (ms > 60000) ms = 60000;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* a signal may cut it short: fine */
+}
+
 int s2s_st_writer_save(s2s_st_writer *w, const char *path, char *err, size_t errlen) {
     if (!w || !path) { s2s_errf(err, errlen, "cannot save: no writer or no path"); return -1; }
     if (w->error) { s2s_errf(err, errlen, "cannot save %s: %s", path, w->error); return -1; }
@@ -651,6 +665,7 @@ int s2s_st_writer_save(s2s_st_writer *w, const char *path, char *err, size_t err
         goto done;
     }
     int ok = write_all(fd, len8, 8) == 0 && write_all(fd, h.s, h.len) == 0;
+    if (ok) debug_save_delay();
     for (int j = 0; ok && j < w->n; j++) {
         const wtensor *t = &w->t[ord[j]];
         if (t->nbytes) ok = write_all(fd, t->data, t->nbytes) == 0;
