@@ -1,7 +1,7 @@
 /* s2s.h - public C API of libs2s: load a model once, translate from many threads.
  *
  *   char err[256];
- *   s2s_model *m = s2s_load("models/g2p-teacher.safetensors", err, sizeof err);
+ *   s2s_model *m = s2s_load("models/g2p-small.safetensors", err, sizeof err);
  *   if (!m) { fprintf(stderr, "%s\n", err); return 1; }
  *   s2s_translate_opts o;
  *   s2s_translate_opts_default(&o);         // greedy, batch 32

@@ -58,9 +58,9 @@ char *s2s_default_model_path(void) {
         exe[n] = '\0';
         char *slash = strrchr(exe, '/');
         if (slash) {
-            strcpy(slash, "/../models/g2p-teacher.safetensors");
+            strcpy(slash, "/../models/g2p-small.safetensors");
             if (access(exe, R_OK) == 0) return strdup(exe);
         }
     }
-    return strdup("models/g2p-teacher.safetensors");
+    return strdup("models/g2p-small.safetensors");
 }

@@ -15,7 +15,7 @@ static void help(FILE *f) {
     fprintf(f,
             "usage: s2s translate [-m MODEL] [--beam K] [--batch N] [--threads T] [--max-len L]\n"
             "                     [--length-penalty A] [--quiet] < input > output\n"
-            "  -m MODEL            model file (default: $S2S_MODEL or models/g2p-teacher.safetensors)\n"
+            "  -m MODEL            model file (default: $S2S_MODEL or models/g2p-small.safetensors)\n"
             "  --beam K            beam size, 1 = greedy (default 1)\n"
             "  --batch N           sentences decoded together (default 32)\n"
             "  --threads T         compute threads (default 1)\n"
