@@ -35,6 +35,28 @@ static struct s2s_tokenizer *load_tok(const s2s_st_file *f, const char *path, co
     return tok;
 }
 
+/* The file's tensor for parameter p, with p's shape and a float dtype; NULL
+ * and a message if it is missing or does not fit. */
+static const s2s_st_tensor *param_tensor(const s2s_st_file *f, const s2s_param_entry *p, const char *path,
+                                         char *err, size_t errlen) {
+    const s2s_tensor *t = p->t;
+    const s2s_st_tensor *st = s2s_st_find(f, p->name);
+    if (!st) { s2s_errf(err, errlen, "%s: missing tensor '%s'", path, p->name); return NULL; }
+    int64_t want[2] = {t->shape[0], t->shape[1]};
+    if (st->ndim != t->ndim || st->shape[0] != want[0] || (t->ndim == 2 && st->shape[1] != want[1])) {
+        char a[64], b[64];
+        shape_str(a, sizeof a, st->ndim, st->shape);
+        shape_str(b, sizeof b, t->ndim, want);
+        s2s_errf(err, errlen, "%s: tensor '%s' has shape %s, the config needs %s", path, p->name, a, b);
+        return NULL;
+    }
+    if (st->dtype != S2S_DT_F32 && st->dtype != S2S_DT_F16 && st->dtype != S2S_DT_BF16) {
+        s2s_errf(err, errlen, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16", path, p->name, s2s_dtype_name(st->dtype));
+        return NULL;
+    }
+    return st;
+}
+
 s2s_model *s2s_model_load(const char *path, int trainable, char *err, size_t errlen) {
     char e2[512];
     s2s_st_file *f = s2s_st_open(path, e2, sizeof e2);
@@ -58,25 +80,24 @@ s2s_model *s2s_model_load(const char *path, int trainable, char *err, size_t err
         s2s_st_close(f);
         return NULL;
     }
+    /* Check every weight against the file before allocating what the config
+     * asks for (positions [max_len, D]; every weight when trainable): a corrupt
+     * config must give an error, not a multi-gigabyte allocation. The table of
+     * a data-less model with max_len 2 costs next to nothing. */
+    s2s_config probe_cfg = cfg;
+    probe_cfg.max_len = 2;
+    s2s_model *probe = s2s_model_new_empty(&probe_cfg, 0);
+    int bad = 0;
+    for (int i = 0; i < probe->n_params && !bad; i++) bad = !param_tensor(f, &probe->params[i], path, err, errlen);
+    s2s_model_free(probe);
+    if (bad) { s2s_st_close(f); return NULL; }
     s2s_model *m = s2s_model_new_empty(&cfg, trainable);
     int mapped = 0;
     for (int i = 0; i < m->n_params; i++) {
         s2s_param_entry *p = &m->params[i];
         s2s_tensor *t = p->t;
-        const s2s_st_tensor *st = s2s_st_find(f, p->name);
-        if (!st) { s2s_errf(err, errlen, "%s: missing tensor '%s'", path, p->name); goto fail; }
-        int64_t want[2] = {t->shape[0], t->shape[1]};
-        if (st->ndim != t->ndim || st->shape[0] != want[0] || (t->ndim == 2 && st->shape[1] != want[1])) {
-            char a[64], b[64];
-            shape_str(a, sizeof a, st->ndim, st->shape);
-            shape_str(b, sizeof b, t->ndim, want);
-            s2s_errf(err, errlen, "%s: tensor '%s' has shape %s, the config needs %s", path, p->name, a, b);
-            goto fail;
-        }
-        if (st->dtype != S2S_DT_F32 && st->dtype != S2S_DT_F16 && st->dtype != S2S_DT_BF16) {
-            s2s_errf(err, errlen, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16", path, p->name, s2s_dtype_name(st->dtype));
-            goto fail;
-        }
+        const s2s_st_tensor *st = param_tensor(f, p, path, err, errlen);
+        if (!st) goto fail;
         const float *direct = trainable ? NULL : s2s_st_f32_ptr(st);
         if (direct) {
             t->data = (float *)(uintptr_t)direct; /* read-only mapping, never written */
