@@ -5,6 +5,9 @@
  * inside the L3 cache). The fast version converts 16 (AVX-512) or 8 (AVX2+F16C)
  * weights per instruction and accumulates in fp32; four weight rows are dotted
  * at once and each row group is reused for all N input rows while it is in L1.
+ * Software prefetch two row groups ahead: one core's hardware prefetchers alone
+ * reached about half the bandwidth (measured: greedy batch-1 decoding of a
+ * D=256 6+6 8k-vocabulary model went from ~320 to ~690 tokens/s, 1 thread).
  * The reference version converts one value at a time (tests/test_kernels_f16.c). */
 #include <math.h>
 #include <string.h>
@@ -34,7 +37,14 @@ static void dot4(float *out, const float *x, const uint16_t *w, int K) {
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
 #if defined(__AVX512F__)
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const char *nx = (const char *)(w + 8 * (size_t)K); /* 4 rows, two groups ahead */
     for (; k + 16 <= K; k += 16) {
+        if ((k & 31) == 0) { /* one 64-byte line of each next row per 32 columns */
+            _mm_prefetch(nx + 2 * (size_t)k, _MM_HINT_T0);
+            _mm_prefetch(nx + 2 * ((size_t)K + k), _MM_HINT_T0);
+            _mm_prefetch(nx + 2 * (2 * (size_t)K + k), _MM_HINT_T0);
+            _mm_prefetch(nx + 2 * (3 * (size_t)K + k), _MM_HINT_T0);
+        }
         __m512 xv = _mm512_loadu_ps(x + k);
         a0 = _mm512_fmadd_ps(xv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w0 + k))), a0);
         a1 = _mm512_fmadd_ps(xv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w1 + k))), a1);
@@ -76,7 +86,10 @@ static void dot4x4(float *out, int ldo, const float *x, int ldx, const uint16_t 
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
     int k = 0;
+    const char *nx = (const char *)(w + 8 * (size_t)K); /* 4 rows, two groups ahead */
     for (; k + 16 <= K; k += 16) { /* fully unrolled: the 16 accumulators stay in registers */
+        if ((k & 31) == 0)
+            for (int j = 0; j < 4; j++) _mm_prefetch(nx + 2 * ((size_t)j * K + k), _MM_HINT_T0);
         __m512 wv[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++)
