@@ -19,10 +19,11 @@ n=$(wc -l < data/g2p/test.src)
 printf '== CMUdict test set (%s words), greedy, batch 32, %s thread(s), %s ==\n' "$n" "$THREADS" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 printf '%-34s %8s %10s %7s %7s %10s %8s\n' model "size MB" params "WER %" "PER %" "words/s" speed-up
 base=""
+seen=""
 for m in models/g2p-teacher.safetensors models/g2p-*.safetensors; do
   [ -f "$m" ] || continue
   case " $seen " in *" $m "*) continue ;; esac
-  seen="${seen:-} $m"
+  seen="$seen $m"
   hyp=$(mktemp)
   log=$(mktemp)
   "$BIN" translate -m "$m" --threads "$THREADS" < data/g2p/test.src > "$hyp" 2> "$log"
