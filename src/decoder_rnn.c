@@ -20,6 +20,7 @@
 #include "decoder.h"
 #include "kernels.h"
 #include "kernels_rnn.h"
+#include "decoder_common.h"
 #include "model.h"
 
 typedef struct {
@@ -111,30 +112,6 @@ static void *r_start(const s2s_model *m, const float *enc, const int32_t *src_le
 
 /* a[r] = attention of query row r over keys 0..len-1 of its sentence's K/V, through
  * the fast kernel (B = 1, Tq = 1); rows run in parallel (as in decoder_transformer.c). */
-static void attend(float *a /* [N, D] */, float *p /* [N, H, Ts] */, const float *q /* [N, D] */,
-                   const float *K, const float *V, const int32_t *row_sent, const int32_t *lens,
-                   int Ts, int N, int H, int Dh) {
-    int D = H * Dh;
-#pragma omp parallel for schedule(static) if (N >= 4 && (size_t)N * H * Ts * Dh > 65536)
-    for (int r = 0; r < N; r++) {
-        int blk = row_sent[r];
-        int32_t len = lens[blk];
-        const float *Kb = K + (size_t)blk * Ts * D, *Vb = V + (size_t)blk * Ts * D;
-        s2s_k_attention_fwd(a + (size_t)r * D, p + (size_t)r * H * Ts, q + (size_t)r * D, Kb, Vb,
-                            &len, 0, 1, H, 1, len, Dh);
-    }
-}
-
-/* y[N, M] = x[N, K] W^T + b: fp16 weights for small batches when the model has them. */
-static void lin(float *y, const float *x, const s2s_lin_p *p, int N, int K, int M) {
-    if (p->w->half && N <= 16) s2s_k_linear_f16_fwd(y, x, p->w->half, p->b ? p->b->data : NULL, N, K, M);
-    else s2s_k_linear_fwd(y, x, p->w->data, p->b ? p->b->data : NULL, N, K, M);
-}
-
-static void add_into(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
-}
-
 static void swap(float **a, float **b) { float *t = *a; *a = *b; *b = t; }
 
 static void r_step(void *st, float *logits, const int32_t *tokens, int N) {
@@ -155,40 +132,40 @@ static void r_step(void *st, float *logits, const int32_t *tokens, int N) {
         const s2s_dec_layer *L = &m->dec[l];
         /* recurrent sublayer: one cell step from the carried state */
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln1.w->data, L->ln1.b->data, N, D);
-        lin(s->xp, s->h, &L->rx, N, D, G * D);
+        s2s_dec_linear(s->xp, s->h, &L->rx, N, D, G * D);
         const float *bh = L->rh.b ? L->rh.b->data : NULL;
         if (s->kind == S2S_DEC_SSRU) {
             s2s_k_ssru_fwd(s->o, s->spare_h, s->xp, s->hs[l], N, 1, D);
             swap(&s->hs[l], &s->spare_h);
-            add_into(s->x, s->o, ND);
+            s2s_dec_add(s->x, s->o, ND);
         } else if (s->kind == S2S_DEC_GRU) {
             s2s_k_gru_fwd(s->spare_h, s->gates, s->xp, L->rh.w->data, bh, s->hs[l], N, 1, D);
             swap(&s->hs[l], &s->spare_h);
-            add_into(s->x, s->hs[l], ND);
+            s2s_dec_add(s->x, s->hs[l], ND);
         } else {
             s2s_k_lstm_fwd(s->spare_h, s->spare_c, s->gates, s->xp, L->rh.w->data, bh, s->hs[l],
                            s->cs[l], N, 1, D);
             swap(&s->hs[l], &s->spare_h);
             swap(&s->cs[l], &s->spare_c);
-            add_into(s->x, s->hs[l], ND);
+            s2s_dec_add(s->x, s->hs[l], ND);
         }
         /* cross-attention over the projected source */
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln2.w->data, L->ln2.b->data, N, D);
-        lin(s->q, s->h, &L->cq, N, D, D);
-        attend(s->a, s->p, s->q, s->ck[l], s->cv[l], s->row_sent, s->src_len, s->Ts, N, H, D / H);
-        lin(s->h, s->a, &L->co, N, D, D);
-        add_into(s->x, s->h, ND);
+        s2s_dec_linear(s->q, s->h, &L->cq, N, D, D);
+        s2s_dec_attend(s->a, s->p, s->q, s->ck[l], s->cv[l], (size_t)s->Ts * D, s->row_sent, s->src_len, s->Ts, N, H, D / H, s->Ts);
+        s2s_dec_linear(s->h, s->a, &L->co, N, D, D);
+        s2s_dec_add(s->x, s->h, ND);
         if (!c->dec_ffn) continue;
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln3.w->data, L->ln3.b->data, N, D);
-        lin(s->f, s->h, &L->fc1, N, D, F);
+        s2s_dec_linear(s->f, s->h, &L->fc1, N, D, F);
         if (c->activation == S2S_ACT_GELU) s2s_k_gelu_fwd(s->f, s->f, (size_t)N * F);
         else s2s_k_relu_fwd(s->f, s->f, (size_t)N * F);
-        lin(s->h, s->f, &L->fc2, N, F, D);
-        add_into(s->x, s->h, ND);
+        s2s_dec_linear(s->h, s->f, &L->fc2, N, F, D);
+        s2s_dec_add(s->x, s->h, ND);
     }
     s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, m->dec_ln.w->data, m->dec_ln.b->data, N, D);
     s2s_lin_p out = {m->tgt_emb, NULL}; /* tied output projection */
-    lin(logits, s->h, &out, N, D, c->tgt_vocab);
+    s2s_dec_linear(logits, s->h, &out, N, D, c->tgt_vocab);
     s->t++;
 }
 

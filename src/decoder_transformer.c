@@ -11,6 +11,7 @@
 #include "common.h"
 #include "decoder.h"
 #include "kernels.h"
+#include "decoder_common.h"
 #include "model.h"
 
 typedef struct {
@@ -67,31 +68,6 @@ static void *t_start(const s2s_model *m, const float *enc, const int32_t *src_le
 /* a[r] = attention of query row r over keys 0..len-1 of its K/V block, through the
  * fast kernel (B = 1, Tq = 1); rows run in parallel (the kernel itself then runs
  * serially: no nested parallelism, and it never calls BLAS). */
-static void attend(float *a /* [N, D] */, float *p /* [N, H, Tmax] */, const float *q /* [N, D] */,
-                   const float *K, const float *Vv, size_t row_stride, const int32_t *row_block,
-                   const int32_t *lens /* per block, or NULL */, int Tk_all, int N, int H, int Dh,
-                   int Tmax) {
-    int D = H * Dh;
-#pragma omp parallel for schedule(static) if (N >= 4 && (size_t)N * H * Tk_all * Dh > 65536)
-    for (int r = 0; r < N; r++) {
-        int blk = row_block ? row_block[r] : r;
-        int32_t len = lens ? lens[blk] : Tk_all;
-        const float *Kb = K + (size_t)blk * row_stride, *Vb = Vv + (size_t)blk * row_stride;
-        s2s_k_attention_fwd(a + (size_t)r * D, p + (size_t)r * H * Tmax, q + (size_t)r * D, Kb, Vb,
-                            &len, 0, 1, H, 1, len, Dh);
-    }
-}
-
-/* y[N, M] = x[N, K] W^T + b: fp16 weights for small batches when the model has them. */
-static void lin(float *y, const float *x, const s2s_lin_p *p, int N, int K, int M) {
-    if (p->w->half && N <= 16) s2s_k_linear_f16_fwd(y, x, p->w->half, p->b ? p->b->data : NULL, N, K, M);
-    else s2s_k_linear_fwd(y, x, p->w->data, p->b ? p->b->data : NULL, N, K, M);
-}
-
-static void add_into(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
-}
-
 static void t_step(void *st, float *logits, const int32_t *tokens, int N) {
     tstate *s = st;
     const s2s_model *m = s->m;
@@ -111,34 +87,34 @@ static void t_step(void *st, float *logits, const int32_t *tokens, int N) {
         const s2s_dec_layer *L = &m->dec[l];
         /* self-attention over the cache */
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln1.w->data, L->ln1.b->data, N, D);
-        lin(s->q, s->h, &L->sq, N, D, D);
-        lin(s->k, s->h, &L->sk, N, D, D);
-        lin(s->v, s->h, &L->sv, N, D, D);
+        s2s_dec_linear(s->q, s->h, &L->sq, N, D, D);
+        s2s_dec_linear(s->k, s->h, &L->sk, N, D, D);
+        s2s_dec_linear(s->v, s->h, &L->sv, N, D, D);
         for (int r = 0; r < N; r++) {
             memcpy(s->kc[l] + r * cstride + (size_t)t * D, s->k + (size_t)r * D, (size_t)D * sizeof(float));
             memcpy(s->vc[l] + r * cstride + (size_t)t * D, s->v + (size_t)r * D, (size_t)D * sizeof(float));
         }
-        attend(s->a, s->p, s->q, s->kc[l], s->vc[l], cstride, NULL, NULL, t + 1, N, H, Dh, Tmax);
-        lin(s->h, s->a, &L->so, N, D, D);
-        add_into(s->x, s->h, ND);
+        s2s_dec_attend(s->a, s->p, s->q, s->kc[l], s->vc[l], cstride, NULL, NULL, t + 1, N, H, Dh, Tmax);
+        s2s_dec_linear(s->h, s->a, &L->so, N, D, D);
+        s2s_dec_add(s->x, s->h, ND);
         /* cross-attention over the projected source */
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln2.w->data, L->ln2.b->data, N, D);
-        lin(s->q, s->h, &L->cq, N, D, D);
-        attend(s->a, s->p, s->q, s->ck[l], s->cv[l], (size_t)s->Ts * D, s->row_sent, s->src_len,
+        s2s_dec_linear(s->q, s->h, &L->cq, N, D, D);
+        s2s_dec_attend(s->a, s->p, s->q, s->ck[l], s->cv[l], (size_t)s->Ts * D, s->row_sent, s->src_len,
                s->Ts, N, H, Dh, Tmax);
-        lin(s->h, s->a, &L->co, N, D, D);
-        add_into(s->x, s->h, ND);
+        s2s_dec_linear(s->h, s->a, &L->co, N, D, D);
+        s2s_dec_add(s->x, s->h, ND);
         /* feed-forward */
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln3.w->data, L->ln3.b->data, N, D);
-        lin(s->f, s->h, &L->fc1, N, D, F);
+        s2s_dec_linear(s->f, s->h, &L->fc1, N, D, F);
         if (c->activation == S2S_ACT_GELU) s2s_k_gelu_fwd(s->f, s->f, (size_t)N * F);
         else s2s_k_relu_fwd(s->f, s->f, (size_t)N * F);
-        lin(s->h, s->f, &L->fc2, N, F, D);
-        add_into(s->x, s->h, ND);
+        s2s_dec_linear(s->h, s->f, &L->fc2, N, F, D);
+        s2s_dec_add(s->x, s->h, ND);
     }
     s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, m->dec_ln.w->data, m->dec_ln.b->data, N, D);
     s2s_lin_p out = {m->tgt_emb, NULL}; /* tied output projection */
-    lin(logits, s->h, &out, N, D, c->tgt_vocab);
+    s2s_dec_linear(logits, s->h, &out, N, D, c->tgt_vocab);
     s->t++;
 }
 

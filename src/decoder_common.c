@@ -1,0 +1,29 @@
+/* decoder_common.c - helpers shared by the decoder kinds (see decoder_common.h). */
+#include "decoder_common.h"
+
+#include "kernels.h"
+
+void s2s_dec_linear(float *y, const float *x, const s2s_lin_p *p, int N, int K, int M) {
+    const float *b = p->b ? p->b->data : NULL;
+    if (p->w->half && N <= 16) s2s_k_linear_f16_fwd(y, x, p->w->half, b, N, K, M);
+    else s2s_k_linear_fwd(y, x, p->w->data, b, N, K, M);
+}
+
+void s2s_dec_attend(float *a, float *p, const float *q, const float *K, const float *V,
+                    size_t row_stride, const int32_t *row_block, const int32_t *lens, int Tk_all,
+                    int N, int H, int Dh, int Tmax) {
+    int D = H * Dh;
+    /* the kernel runs serially inside (no nested parallelism; it never calls BLAS) */
+#pragma omp parallel for schedule(static) if (N >= 4 && (size_t)N * H * Tk_all * Dh > 65536)
+    for (int r = 0; r < N; r++) {
+        int blk = row_block ? row_block[r] : r;
+        int32_t len = lens ? lens[blk] : Tk_all;
+        const float *Kb = K + (size_t)blk * row_stride, *Vb = V + (size_t)blk * row_stride;
+        s2s_k_attention_fwd(a + (size_t)r * D, p + (size_t)r * H * Tmax, q + (size_t)r * D, Kb, Vb,
+                            &len, 0, 1, H, 1, len, Dh);
+    }
+}
+
+void s2s_dec_add(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}

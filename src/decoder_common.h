@@ -1,0 +1,27 @@
+/* decoder_common.h - helpers shared by the decoder kinds (decoder_*.c): the
+ * small-batch-aware linear layer and attention of one query per row over a
+ * row's (or its sentence's) keys. */
+#ifndef S2S_DECODER_COMMON_H
+#define S2S_DECODER_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+/* y[N, M] = x[N, K] W^T + b: the fp16 kernel for small batches when the model
+ * keeps fp16 weights, sgemm on the fp32 copy otherwise. */
+void s2s_dec_linear(float *y, const float *x, const s2s_lin_p *p, int N, int K, int M);
+
+/* a[r] = softmax(q_r K^T / sqrt(Dh)) V over keys 0..len-1 of block blk(r), where
+ * blk(r) = row_block ? row_block[r] : r, len = lens ? lens[blk] : Tk_all, and block
+ * b's keys start at K + b * row_stride (rows of D floats). p [N, H, Tmax] scratch.
+ * Rows run in parallel through the fast attention kernel. */
+void s2s_dec_attend(float *a /* [N, D] */, float *p, const float *q /* [N, D] */, const float *K,
+                    const float *V, size_t row_stride, const int32_t *row_block,
+                    const int32_t *lens, int Tk_all, int N, int H, int Dh, int Tmax);
+
+/* x[n] += y[n] */
+void s2s_dec_add(float *x, const float *y, size_t n);
+
+#endif
