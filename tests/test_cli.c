@@ -173,6 +173,20 @@ Test(cli, translate_memory_bound) {
     free(a); free(b); free(input);
 }
 
+/* unwritable output paths: one-line error, non-zero exit, nothing left behind */
+Test(cli, unwritable_output_paths) {
+    char *a;
+    cr_assert(asprintf(&a, "convert -m %s -o /nonexistent-dir/out.safetensors", fx.model) > 0);
+    expect_fail("", a, "/nonexistent-dir/out.safetensors");
+    free(a);
+    expect_fail("abc\n", "bpe learn --vocab 10 -o /nonexistent-dir/tok", "/nonexistent-dir/tok");
+    char *src = tu_path(fx.dir, "x.src");
+    tu_write(src, "abc\n");
+    cr_assert(asprintf(&a, "train --train-src %s --train-tgt %s -o /proc/s2s-cannot-write", src, src) > 0);
+    expect_fail("", a, "/proc/s2s-cannot-write");
+    free(a); free(src);
+}
+
 Test(cli, info_prints_architecture) {
     int st;
     char *a;
