@@ -40,23 +40,6 @@ static const char *bin(void) {
     return b ? b : "build/s2s";
 }
 
-static void write_task(const char *dir, const char *name, int n, uint64_t seed) {
-    char **src, **tgt;
-    tu_reverse_task(&src, &tgt, n, seed);
-    for (int side = 0; side < 2; side++) {
-        char fn[64];
-        snprintf(fn, sizeof fn, "%s.%s", name, side ? "tgt" : "src");
-        char *p = tu_path(dir, fn);
-        FILE *f = fopen(p, "w");
-        cr_assert_not_null(f);
-        for (int i = 0; i < n; i++) fprintf(f, "%s\n", side ? tgt[i] : src[i]);
-        fclose(f);
-        free(p);
-    }
-    for (int i = 0; i < n; i++) { free(src[i]); free(tgt[i]); }
-    free(src); free(tgt);
-}
-
 /* ------------------------------------------------------------ the command */
 
 #define MAX_STEPS 40
@@ -303,8 +286,8 @@ static int same_weights(const char *dir_a, const char *dir_b, const char *file) 
 static char *setup_task(cmdline *ref) {
     char *dir = tu_tmpdir();
     cr_assert_not_null(dir);
-    write_task(dir, "train", 300, 3);
-    write_task(dir, "dev", 20, 4);
+    tu_write_reverse_task(dir, "train", 300, 3);
+    tu_write_reverse_task(dir, "dev", 20, 4);
     cmd_make(ref, dir, "ref");
     run_result r = run_cmd(ref, NULL);
     cr_assert_eq(r.status, 0, "reference run failed (%d): %s", r.status, r.log);
@@ -516,8 +499,8 @@ static void lib_opts(s2s_train_opts *o, const cmdline *c) {
  * back, and a second call resumes and finishes like an uninterrupted call. */
 Test(crash, library_interrupt_restores_handler_and_resumes, .timeout = 60) {
     char *dir = tu_tmpdir();
-    write_task(dir, "train", 300, 3);
-    write_task(dir, "dev", 20, 4);
+    tu_write_reverse_task(dir, "train", 300, 3);
+    tu_write_reverse_task(dir, "dev", 20, 4);
     cmdline ca, cb;
     cmd_make(&ca, dir, "a");
     cmd_make(&cb, dir, "b");

@@ -562,22 +562,6 @@ Test(rnn_model, student_copies_encoder_not_decoder) {
  * training end to end
  * ---------------------------------------------------------------------------------- */
 
-static void write_task(const char *dir, const char *name, int n, uint64_t seed) {
-    char **src, **tgt;
-    tu_reverse_task(&src, &tgt, n, seed);
-    char fn[64];
-    for (int side = 0; side < 2; side++) {
-        snprintf(fn, sizeof fn, "%s.%s", name, side ? "tgt" : "src");
-        char *p = tu_path(dir, fn);
-        FILE *f = fopen(p, "w");
-        for (int i = 0; i < n; i++) fprintf(f, "%s\n", side ? tgt[i] : src[i]);
-        fclose(f);
-        free(p);
-    }
-    for (int i = 0; i < n; i++) { free(src[i]); free(tgt[i]); }
-    free(src); free(tgt);
-}
-
 /* the last "dev loss X" of out_dir/train.log */
 static double last_dev_loss(const char *out_dir) {
     char *logp = tu_path(out_dir, "train.log");
@@ -624,8 +608,8 @@ static void free_opts(s2s_train_opts *o) {
  * student of it (--init with another decoder kind) starts from its encoder. */
 Test(rnn_train, each_kind_learns_the_reverse_task, .timeout = 240) {
     char *dir = tu_tmpdir();
-    write_task(dir, "train", 1500, 1);
-    write_task(dir, "dev", 40, 2);
+    tu_write_reverse_task(dir, "train", 1500, 1);
+    tu_write_reverse_task(dir, "dev", 40, 2);
     const char *kinds[3] = {"ssru", "gru", "lstm"};
     char err[512];
     for (int k = 0; k < 3; k++) {
@@ -688,7 +672,7 @@ static const char *bin(void) {
  * bad values give one-line errors. */
 Test(rnn_cli, train_info_translate) {
     char *dir = tu_tmpdir();
-    write_task(dir, "train", 200, 5);
+    tu_write_reverse_task(dir, "train", 200, 5);
     char *cmd, *out;
     cr_assert(asprintf(&cmd, "%s train --train-src %s/train.src --train-tgt %s/train.tgt -o %s/run --quiet "
                              "--d-model 16 --heads 2 --ff 16 --enc-layers 1 --dec-layers 2 --max-len 32 "

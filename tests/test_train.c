@@ -13,22 +13,6 @@
 #include "tokenizer.h"
 #include "train.h"
 
-static void write_task(const char *dir, const char *name, int n, uint64_t seed) {
-    char **src, **tgt;
-    tu_reverse_task(&src, &tgt, n, seed);
-    char fn[64];
-    for (int side = 0; side < 2; side++) {
-        snprintf(fn, sizeof fn, "%s.%s", name, side ? "tgt" : "src");
-        char *p = tu_path(dir, fn);
-        FILE *f = fopen(p, "w");
-        for (int i = 0; i < n; i++) fprintf(f, "%s\n", side ? tgt[i] : src[i]);
-        fclose(f);
-        free(p);
-    }
-    for (int i = 0; i < n; i++) { free(src[i]); free(tgt[i]); }
-    free(src); free(tgt);
-}
-
 static void small_opts(s2s_train_opts *o, const char *dir, const char *out) {
     s2s_train_opts_default(o);
     o->train_src = tu_path(dir, "train.src");
@@ -57,8 +41,8 @@ static void free_opts(s2s_train_opts *o) {
  * and ~10%). */
 Test(train, end_to_end_reaches_stated_loss, .timeout = 240) {
     char *dir = tu_tmpdir();
-    write_task(dir, "train", 3000, 1);
-    write_task(dir, "dev", 60, 2);
+    tu_write_reverse_task(dir, "train", 3000, 1);
+    tu_write_reverse_task(dir, "dev", 60, 2);
     s2s_train_opts o;
     small_opts(&o, dir, "run");
     o.model.d_model = 64;
@@ -122,8 +106,8 @@ static int same_weights(const char *a, const char *b) {
 /* 60 steps straight == 25 steps, stop, resume to 60 (bit for bit, 1 thread). */
 Test(train, resume_equals_uninterrupted_run, .timeout = 240) {
     char *dir = tu_tmpdir();
-    write_task(dir, "train", 300, 3);
-    write_task(dir, "dev", 20, 4);
+    tu_write_reverse_task(dir, "train", 300, 3);
+    tu_write_reverse_task(dir, "dev", 20, 4);
     char err[512];
     s2s_train_opts a;
     small_opts(&a, dir, "a");

@@ -69,6 +69,23 @@ void tu_reverse_task(char ***src, char ***tgt, int n, uint64_t seed) {
     }
 }
 
+void tu_write_reverse_task(const char *dir, const char *name, int n, uint64_t seed) {
+    char **src, **tgt;
+    tu_reverse_task(&src, &tgt, n, seed);
+    char fn[64];
+    for (int side = 0; side < 2; side++) {
+        snprintf(fn, sizeof fn, "%s.%s", name, side ? "tgt" : "src");
+        char *p = tu_path(dir, fn);
+        FILE *f = fopen(p, "w");
+        if (!f) abort();
+        for (int i = 0; i < n; i++) fprintf(f, "%s\n", side ? tgt[i] : src[i]);
+        fclose(f);
+        free(p);
+    }
+    for (int i = 0; i < n; i++) { free(src[i]); free(tgt[i]); }
+    free(src); free(tgt);
+}
+
 s2s_model *tu_tiny_model(int D, int H, int F, int Le, int Ld, uint64_t seed) {
     char **src, **tgt;
     int n = 200;

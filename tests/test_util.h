@@ -20,6 +20,8 @@ void tu_write(const char *path, const char *text);
 s2s_model *tu_tiny_model(int D, int H, int F, int Le, int Ld, uint64_t seed);
 /* Reverse-string task: src "abc", tgt "c b a"; n lines each, malloc'd. */
 void tu_reverse_task(char ***src, char ***tgt, int n, uint64_t seed);
+/* Write the reverse task as DIR/NAME.src and DIR/NAME.tgt (n lines each). */
+void tu_write_reverse_task(const char *dir, const char *name, int n, uint64_t seed);
 /* Run a shell command, capture stdout+stderr (malloc'd) and return the exit status. */
 int tu_run(const char *cmd, char **output);
 
