@@ -27,3 +27,22 @@ void s2s_dec_attend(float *a, float *p, const float *q, const float *K, const fl
 void s2s_dec_add(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
+
+void s2s_dec_ffn(float *x, float *h, float *f, float *mean, float *rstd, const s2s_model *m,
+                 const s2s_dec_layer *L, int N) {
+    int D = m->cfg.d_model, F = m->cfg.d_ff;
+    s2s_k_layernorm_fwd(h, mean, rstd, x, L->ln3.w->data, L->ln3.b->data, N, D);
+    s2s_dec_linear(f, h, &L->fc1, N, D, F);
+    if (m->cfg.activation == S2S_ACT_GELU) s2s_k_gelu_fwd(f, f, (size_t)N * F);
+    else s2s_k_relu_fwd(f, f, (size_t)N * F);
+    s2s_dec_linear(h, f, &L->fc2, N, F, D);
+    s2s_dec_add(x, h, (size_t)N * D);
+}
+
+void s2s_dec_logits(float *logits, float *h, float *mean, float *rstd, const float *x,
+                    const s2s_model *m, int N) {
+    int D = m->cfg.d_model;
+    s2s_k_layernorm_fwd(h, mean, rstd, x, m->dec_ln.w->data, m->dec_ln.b->data, N, D);
+    s2s_lin_p out = {m->tgt_emb, NULL};
+    s2s_dec_linear(logits, h, &out, N, D, m->cfg.tgt_vocab);
+}

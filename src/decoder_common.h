@@ -21,6 +21,14 @@ void s2s_dec_attend(float *a /* [N, D] */, float *p, const float *q /* [N, D] */
                     const float *V, size_t row_stride, const int32_t *row_block,
                     const int32_t *lens, int Tk_all, int N, int H, int Dh, int Tmax);
 
+/* The feed-forward sublayer of decoder layer L on x [N, D], in place:
+ * x += fc2(act(fc1(LN3(x)))); h [N, D], f [N, F], mean/rstd [N] are scratch. */
+void s2s_dec_ffn(float *x, float *h, float *f, float *mean, float *rstd, const s2s_model *m,
+                 const s2s_dec_layer *L, int N);
+/* logits [N, V] = LN_dec(x) @ tgt_emb^T (tied output projection); h, mean, rstd scratch. */
+void s2s_dec_logits(float *logits, float *h, float *mean, float *rstd, const float *x,
+                    const s2s_model *m, int N);
+
 /* x[n] += y[n] */
 void s2s_dec_add(float *x, const float *y, size_t n);
 

@@ -118,7 +118,7 @@ static void r_step(void *st, float *logits, const int32_t *tokens, int N) {
     rstate *s = st;
     const s2s_model *m = s->m;
     const s2s_config *c = &m->cfg;
-    int D = c->d_model, H = c->n_heads, F = c->d_ff, G = s->G, t = s->t;
+    int D = c->d_model, H = c->n_heads, G = s->G, t = s->t;
     S2S_ASSERT(N == s->N && t < s->max_steps && t < c->max_len);
     float sq = sqrtf((float)D);
     for (int r = 0; r < N; r++) {
@@ -156,16 +156,9 @@ static void r_step(void *st, float *logits, const int32_t *tokens, int N) {
         s2s_dec_linear(s->h, s->a, &L->co, N, D, D);
         s2s_dec_add(s->x, s->h, ND);
         if (!c->dec_ffn) continue;
-        s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln3.w->data, L->ln3.b->data, N, D);
-        s2s_dec_linear(s->f, s->h, &L->fc1, N, D, F);
-        if (c->activation == S2S_ACT_GELU) s2s_k_gelu_fwd(s->f, s->f, (size_t)N * F);
-        else s2s_k_relu_fwd(s->f, s->f, (size_t)N * F);
-        s2s_dec_linear(s->h, s->f, &L->fc2, N, F, D);
-        s2s_dec_add(s->x, s->h, ND);
+        s2s_dec_ffn(s->x, s->h, s->f, s->mean, s->rstd, m, L, N);
     }
-    s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, m->dec_ln.w->data, m->dec_ln.b->data, N, D);
-    s2s_lin_p out = {m->tgt_emb, NULL}; /* tied output projection */
-    s2s_dec_linear(logits, s->h, &out, N, D, c->tgt_vocab);
+    s2s_dec_logits(logits, s->h, s->mean, s->rstd, s->x, m, N);
     s->t++;
 }
 
