@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "kernels_simd.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -237,49 +238,6 @@ void s2s_kref_lstm_bwd(float *dxp, float *dwh, float *dbh, float *ws, const floa
  * fast
  * ---------------------------------------------------------------------------------- */
 
-/* a*b + c, fused where the CPU has FMA (as kernels_cpu.c) */
-#ifdef __FMA__
-#define FMA(a, b, c) fmaf((a), (b), (c))
-#else
-#define FMA(a, b, c) ((a) * (b) + (c))
-#endif
-
-/* c ? a : b by bit masks, so `omp simd` loops stay vectorised (kernels_cpu.c) */
-static inline float fsel(int c, float a, float b) {
-    uint32_t ab, bb, r, m = -(uint32_t)(c != 0);
-    memcpy(&ab, &a, sizeof ab);
-    memcpy(&bb, &b, sizeof bb);
-    r = (ab & m) | (bb & ~m);
-    float f;
-    memcpy(&f, &r, sizeof f);
-    return f;
-}
-
-/* exp(x), branch-free, within ~2 ulp of expf; 0 below -87, exp(88) above 88: the
- * Cephes polynomial of kernels_cpu.c's fexp (see there). */
-static inline float fexp(float x) {
-    const float lo = -87.0f, hi = 88.0f, magic = 12582912.0f;
-    float xc = fsel(x < lo, lo, x);
-    xc = fsel(xc > hi, hi, xc);
-    float t = FMA(xc, 1.44269504088896341f, magic);
-    float n = t - magic;
-    float r = FMA(n, -0.693359375f, xc);
-    r = FMA(n, 2.12194440e-4f, r);
-    float pp = 1.9875691500e-4f;
-    pp = FMA(pp, r, 1.3981999507e-3f);
-    pp = FMA(pp, r, 8.3334519073e-3f);
-    pp = FMA(pp, r, 4.1665795894e-2f);
-    pp = FMA(pp, r, 1.6666665459e-1f);
-    pp = FMA(pp, r, 5.0000001201e-1f);
-    float e = FMA(pp, r * r, r) + 1.0f;
-    uint32_t tb, mb;
-    memcpy(&tb, &t, sizeof tb);
-    memcpy(&mb, &magic, sizeof mb);
-    uint32_t sb = (tb - mb + 127u) << 23;
-    float sc;
-    memcpy(&sc, &sb, sizeof sc);
-    return fsel(x < lo, 0.0f, e * sc);
-}
 
 /* sigmoid; arguments below -80 are clamped so 1/(1 + e^-x) stays a normal number */
 static inline float sigf(float x) { return 1.0f / (1.0f + fexp(-fsel(x < -80.0f, -80.0f, x))); }
