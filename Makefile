@@ -4,11 +4,23 @@
 #   make SAN=1 test the same under AddressSanitizer + UBSan (build dir build-san/)
 #   make data       prepare data/ from Debian packages (scripts/prepare-data.sh)
 #   make bench      run the CPU benchmarks (bench/)
+#   make bench-gpu  the GPU benchmark against PyTorch (bench/gpu.sh: needs a GPU and python3 with CUDA torch)
 #   make demo       the main job: run the shipped models side by side
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS each; make tsan: thread-safety under TSan
-# Switches: SAN=1, OPENMP=0, NATIVE=0 (no -march), MARCH=x86-64-v3 (portable AVX2 build), DEBUG=1.
+# Switches: SAN=1, OPENMP=0, NATIVE=0 (no -march), MARCH=x86-64-v3 (portable AVX2 build), DEBUG=1,
+#   CUDA=1/0 (default: 1 when nvcc is found and SAN=0; the GPU backend, src/*.cu),
+#   CUDA_ARCH (default 80 90: sm_80 and sm_90 machine code plus compute_90 PTX).
 CC      ?= cc
 SAN     ?= 0
+NVCC    ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+ifeq ($(SAN),1)
+CUDA    ?= 0
+else ifneq ($(NVCC),)
+CUDA    ?= 1
+else
+CUDA    ?= 0
+endif
+CUDA_ARCH ?= 80 90
 OPENMP  ?= 1
 NATIVE  ?= 1
 MARCH   ?= native
@@ -46,14 +58,24 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDLIBS  += -fsanitize=address,undefined
 endif
 
+ifeq ($(CUDA),1)
+CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+CFLAGS  += -DS2S_CUDA=1 -I$(CUDA_HOME)/include
+LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+NVFLAGS := -O3 -std=c++17 -DS2S_CUDA=1 -Isrc -Iinclude -Xcompiler -fPIC,-Wall \
+           $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+           -gencode arch=compute_$(lastword $(CUDA_ARCH)),code=compute_$(lastword $(CUDA_ARCH))
+CU_SRC  := $(sort $(wildcard src/*.cu))
+endif
+
 LIB_SRC  := $(sort $(wildcard src/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
-LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(CU_SRC:src/%.cu=$(BUILD)/obj/%.cu.o)
 CLI_OBJ  := $(CLI_SRC:src/cli/%.c=$(BUILD)/obj/cli/%.o)
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/obj/tests/%.o)
 
-.PHONY: all test check-deps data bench demo fuzz tsan clean
+.PHONY: all test check-deps data bench bench-gpu demo fuzz tsan clean
 all: $(BUILD)/s2s
 
 check-deps:
@@ -62,6 +84,9 @@ check-deps:
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/obj/%.cu.o: src/%.cu $(wildcard src/*.h include/*.h)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
 $(BUILD)/obj/cli/%.o: src/cli/%.c $(wildcard src/*.h src/cli/*.h include/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc/cli -c $< -o $@
@@ -96,6 +121,10 @@ bench:
 	@bash scripts/install-deps.sh torch
 	@$(MAKE) --no-print-directory $(BUILD)/bench_s2s
 	@bash bench/run.sh
+
+bench-gpu:
+	@$(MAKE) --no-print-directory CUDA=1 $(BUILD)/bench_s2s
+	@BIN=$(BUILD)/bench_s2s bash bench/gpu.sh
 
 demo:
 	@bash scripts/install-deps.sh build

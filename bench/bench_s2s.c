@@ -29,7 +29,19 @@
  *   --dump-ids TEXT [--side src|tgt]   tokenize TEXT with the model's tokenizer -> ids
  *   --make-model OUT [--vocab 8000] [--corpus-src F] [--corpus-tgt F]
  *                                      random model (D=256 H=4 F=1024 6+6) for timing
- *   --info [-m MODEL]                  JSON lines: BLAS, OpenMP, compiler; the model's config */
+ *   --info [-m MODEL] [--device cuda]  JSON lines: BLAS, OpenMP, compiler (and the GPU);
+ *                                      the model's config
+ *
+ * --device cuda (CUDA builds only; bench/gpu.sh): decoding moves the model to the GPU
+ * (s2s_model_to_cuda), runs the encoder on a CUDA graph and s2s_search on the
+ * device encoder output; training moves a trainable model and the AdamW moments to
+ * the GPU and runs the same step on a CUDA graph, reading the loss every step with
+ * s2s_tensor_item (as src/train.c). --tf32 lets cuBLAS use TF32 tensor cores. Every
+ * timed region ends with the GPU idle (decoding returns host ids; s2s_cuda_sync).
+ * GPU lines add "tf32" and "gpu_mem_mb": device memory in use (cudaMemGetInfo) above
+ * what was in use before the model was uploaded, the largest value seen after the
+ * warm-up and after the timed run (graph arenas are kept across resets, so this is
+ * close to the peak; short-lived buffers freed inside a call are not seen). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +55,13 @@
 #include <cblas.h>
 #endif
 
+#ifdef S2S_CUDA
+#include <cuda_runtime_api.h> /* cudaMemGetInfo only */
+#endif
+
 #include "common.h"
 #include "graph.h"
+#include "kernels_cuda.h"
 #include "model.h"
 #include "optim.h"
 #include "s2s.h"
@@ -64,6 +81,30 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* GPU memory in use (MiB, whole device), or NAN without CUDA. */
+static double gpu_used_mb(void) {
+#ifdef S2S_CUDA
+    size_t fr = 0, tot = 0;
+    if (cudaMemGetInfo(&fr, &tot) == cudaSuccess) return (double)(tot - fr) / 1048576.0;
+#endif
+    return NAN;
+}
+
+/* *peak = max(*peak, GPU memory in use now - base). */
+static void mem_peak(double *peak, double base) {
+    double u = gpu_used_mb() - base;
+    if (u > *peak) *peak = u;
+}
+
+/* Wait until the GPU has finished all queued work (no-op on the CPU). */
+static void dev_sync(int cuda) {
+#ifdef S2S_CUDA
+    if (cuda) s2s_cuda_sync();
+#else
+    (void)cuda;
+#endif
 }
 
 typedef struct {
@@ -191,7 +232,10 @@ static hyps decode_all(const s2s_model *m, s2s_graph *g, const idlist *srcs, int
         }
         s2s_graph_reset(g);
         s2s_tensor *enc = s2s_model_encode(g, m, src, slen, B, Ts, 0.0f);
-        s2s_search(m, enc->data, slen, B, Ts, so, h.out + s, h.len + s, NULL);
+        /* on a CUDA graph the encoder output is in device memory, and s2s_search
+         * decodes on the GPU (the model is on the GPU) */
+        const float *ep = s2s_graph_is_cuda(g) ? enc->dev_data : enc->data;
+        s2s_search(m, ep, slen, B, Ts, so, h.out + s, h.len + s, NULL);
     }
     s2s_graph_reset(g);
     free(src); free(slen);
@@ -437,7 +481,7 @@ static int make_model(const char *out, int vocab, const char *csrc, const char *
     return 0;
 }
 
-static int print_info(const char *model) {
+static int print_info(const char *model, int cuda) {
     const char *blas = "none";
 #ifdef S2S_HAVE_BLAS
     blas = openblas_get_config();
@@ -453,6 +497,8 @@ static int print_info(const char *model) {
            0,
 #endif
            procs, __VERSION__);
+    if (cuda) /* checked by main: a CUDA build with a usable GPU */
+        printf("{\"cuda\":%d,\"cuda_device\":\"%s\"}\n", s2s_cuda_available(), s2s_cuda_device_name());
     if (model) { /* the checkpoint's config, for bench/run.sh */
         char err[512];
         s2s_model *m = s2s_load(model, err, sizeof err);
@@ -476,10 +522,10 @@ static void usage(void) {
             "         [--length-penalty A] [--limit N] [--no-greedy] [--outputs F] [--beam-outputs F]\n"
             "         [--train-src S.ids --train-tgt T.ids] [--tokens-per-batch N] [--train-steps N]\n"
             "         [--train-warmup N] [--dropout P] [--label-smoothing E] [--lr X] [--warmup N]\n"
-            "         [--weight-decay W] [--clip C]\n"
+            "         [--weight-decay W] [--clip C] [--device cpu|cuda] [--tf32]\n"
             "       bench_s2s -m MODEL --dump-ids TEXT [--side src|tgt] [--limit N]\n"
             "       bench_s2s --make-model OUT [--vocab 8000] [--corpus-src F] [--corpus-tgt F]\n"
-            "       bench_s2s --info [-m MODEL]\n"
+            "       bench_s2s --info [-m MODEL] [--device cuda]\n"
             "Same inputs and JSON lines as bench/torch_bench.py (see the header of bench/bench_s2s.c).\n");
     exit(2);
 }
@@ -489,7 +535,7 @@ int main(int argc, char **argv) {
     const char *train_src = NULL, *train_tgt = NULL, *batch_list = "1,32";
     const char *dump = NULL, *side = "src", *make = NULL, *csrc = NULL, *ctgt = NULL;
     int threads = 1, beam = 4, max_len = 0, limit = 0, no_greedy = 0, vocab = 8000;
-    int tpb = 4096, train_steps = 10, train_warmup = 2, info = 0;
+    int tpb = 4096, train_steps = 10, train_warmup = 2, info = 0, cuda = 0, tf32 = 0;
     float lp = 1.0f, dropout = 0.1f, ls = 0.1f, lr = 5e-4f, warmup = 4000, wd = 0.01f, clip = 1.0f;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -516,7 +562,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) warmup = (float)atof(ARG());
         else if (!strcmp(a, "--weight-decay")) wd = (float)atof(ARG());
         else if (!strcmp(a, "--clip")) clip = (float)atof(ARG());
-        else if (!strcmp(a, "--device")) { if (strcmp(ARG(), "cpu") != 0) die("%s", "only --device cpu"); }
+        else if (!strcmp(a, "--device")) {
+            const char *d = ARG();
+            if (!strcmp(d, "cuda") || !strcmp(d, "cuda:0")) cuda = 1;
+            else if (!strcmp(d, "cpu")) cuda = 0;
+            else die("--device %s: expected cpu or cuda", d);
+        }
+        else if (!strcmp(a, "--tf32")) tf32 = 1;
         else if (!strcmp(a, "--dump-ids")) dump = ARG();
         else if (!strcmp(a, "--side")) side = ARG();
         else if (!strcmp(a, "--make-model")) make = ARG();
@@ -527,7 +579,16 @@ int main(int argc, char **argv) {
         else usage();
 #undef ARG
     }
-    if (info) return print_info(model);
+    if (cuda) {
+#ifdef S2S_CUDA
+        if (!s2s_cuda_available()) die("%s", "--device cuda: no CUDA device is available");
+        s2s_cuda_set_tf32(tf32);
+#else
+        die("%s", "--device cuda: this bench_s2s was built without CUDA (rebuild with make CUDA=1)");
+#endif
+    }
+    const char *devname = cuda ? s2s_cuda_device_name() : "cpu";
+    if (info) return print_info(model, cuda);
     if (make) return make_model(make, vocab, csrc, ctgt);
     if (!model) usage();
     if (dump) return dump_ids(model, dump, side, limit);
@@ -539,6 +600,8 @@ int main(int argc, char **argv) {
     if (input) {
         s2s_model *m = s2s_load(model, err, sizeof err);
         if (!m) die("%s", err);
+        double mem0 = cuda ? gpu_used_mb() : NAN, mem = 0; /* the first call creates the context */
+        if (cuda && s2s_model_to_cuda(m, err, sizeof err) != 0) die("%s", err);
         idlist srcs = read_ids(input);
         if (limit > 0 && limit < srcs.n) {
             for (int i = limit; i < srcs.n; i++) free(srcs.ids[i]);
@@ -565,7 +628,8 @@ int main(int argc, char **argv) {
         int nu = 0;
         for (int i = 0; i < nbs; i++) if (nu == 0 || bsz[i] != bsz[nu - 1]) bsz[nu++] = bsz[i];
         nbs = nu;
-        s2s_graph *g = s2s_graph_new();
+        s2s_graph *g = cuda ? s2s_graph_new_cuda(err, sizeof err) : s2s_graph_new();
+        if (!g) die("%s", err);
         s2s_graph_set_grad(g, 0);
         for (int run = 0; run < 2; run++) {
             int k = run == 0 ? 1 : beam;
@@ -583,13 +647,19 @@ int main(int argc, char **argv) {
                 if (nw > srcs.n) nw = srcs.n;
                 hyps w = decode_all(m, g, &srcs, nw, bs, &so); /* warm-up */
                 hyps_free(&w, nw);
+                dev_sync(cuda);
+                if (cuda) mem_peak(&mem, mem0);
                 double t0 = now_s();
                 hyps h = decode_all(m, g, &srcs, srcs.n, bs, &so);
+                dev_sync(cuda); /* decoding returns host ids: nothing is left queued */
                 double dt = now_s() - t0;
+                if (cuda) mem_peak(&mem, mem0);
                 long ntok = n_generated(&h, srcs.n, lim);
-                printf("{\"impl\": \"s2s\", \"threads\": %d, \"device\": \"cpu\", \"mode\": \"%s\", \"batch\": %d, "
-                       "\"beam\": %d, \"sentences\": %d, \"tokens\": %ld, \"seconds\": %.6f, \"tok_per_s\": %.3f}\n",
-                       threads, run == 0 ? "greedy" : "beam", bs, k, srcs.n, ntok, dt, (double)ntok / dt);
+                printf("{\"impl\": \"s2s\", \"threads\": %d, \"device\": \"%s\", \"mode\": \"%s\", \"batch\": %d, "
+                       "\"beam\": %d, \"sentences\": %d, \"tokens\": %ld, \"seconds\": %.6f, \"tok_per_s\": %.3f",
+                       threads, devname, run == 0 ? "greedy" : "beam", bs, k, srcs.n, ntok, dt, (double)ntok / dt);
+                if (cuda) printf(", \"tf32\": %d, \"gpu_mem_mb\": %.1f", tf32, mem);
+                printf("}\n");
                 fflush(stdout);
                 const char *o = run == 0 ? outputs : beam_outputs;
                 if (bi == 0 && o) write_ids(o, h.out, h.len, srcs.n);
@@ -615,7 +685,13 @@ int main(int argc, char **argv) {
         batch *data = make_train_batches(&ts, &tt, tpb, &nb);
         s2s_adamw opt;
         s2s_adamw_init(&opt, m);
-        s2s_graph *g = s2s_graph_new();
+        double mem0 = cuda ? gpu_used_mb() : NAN, mem = 0;
+        if (cuda) { /* weights, gradients and moments on the GPU, as src/train.c */
+            if (s2s_model_to_cuda(m, err, sizeof err) != 0) die("%s", err);
+            s2s_adamw_to_cuda(&opt, m);
+        }
+        s2s_graph *g = cuda ? s2s_graph_new_cuda(err, sizeof err) : s2s_graph_new();
+        if (!g) die("%s", err);
         uint64_t rng = 12345;
         s2s_graph_set_training(g, 1, &rng);
         long step = 0;
@@ -624,7 +700,11 @@ int main(int argc, char **argv) {
         double t0 = 0;
         size_t arena = 0; /* bytes of graph arena (zeroed per allocation) in the largest step */
         for (int it = 0; it < train_warmup + train_steps; it++) {
-            if (it == train_warmup) t0 = now_s();
+            if (it == train_warmup) {
+                dev_sync(cuda);
+                if (cuda) mem_peak(&mem, mem0);
+                t0 = now_s();
+            }
             const batch *bt = &data[step % nb];
             step++;
             s2s_zero_grad(m);
@@ -635,19 +715,24 @@ int main(int argc, char **argv) {
             s2s_graph_backward(g, loss);
             s2s_clip_grad_norm(m, clip);
             s2s_adamw_step(&opt, m, s2s_lr_at(lr, warmup, step), wd, step);
+            float lv = s2s_tensor_item(g, loss); /* every step, as src/train.c (synchronises) */
             if (s2s_graph_arena_used(g) > arena) arena = s2s_graph_arena_used(g);
             if (it >= train_warmup) {
                 ntok += bt->ntok; nsrc += bt->nsrc; nsent += bt->B;
-                last = loss->data[0];
+                last = lv;
             }
         }
+        dev_sync(cuda);
         double dt = now_s() - t0;
+        if (cuda) mem_peak(&mem, mem0);
         int steps = train_steps > 0 ? train_steps : 1;
-        printf("{\"impl\": \"s2s\", \"threads\": %d, \"device\": \"cpu\", \"mode\": \"train\", \"batch\": %ld, "
+        printf("{\"impl\": \"s2s\", \"threads\": %d, \"device\": \"%s\", \"mode\": \"train\", \"batch\": %ld, "
                "\"beam\": 0, \"tokens\": %ld, \"seconds\": %.6f, \"tok_per_s\": %.3f, \"src_tokens\": %ld, "
-               "\"steps\": %d, \"tokens_per_batch\": %d, \"n_batches\": %d, \"last_loss\": %.5f, \"arena_mb\": %.1f}\n",
-               threads, lround((double)nsent / steps), ntok, dt, dt > 0 ? (double)ntok / dt : 0.0, nsrc,
+               "\"steps\": %d, \"tokens_per_batch\": %d, \"n_batches\": %d, \"last_loss\": %.5f, \"arena_mb\": %.1f",
+               threads, devname, lround((double)nsent / steps), ntok, dt, dt > 0 ? (double)ntok / dt : 0.0, nsrc,
                train_steps, tpb, nb, (double)last, (double)arena / 1048576.0);
+        if (cuda) printf(", \"tf32\": %d, \"gpu_mem_mb\": %.1f", tf32, mem);
+        printf("}\n");
         fflush(stdout);
         s2s_graph_free(g);
         s2s_adamw_free(&opt);

@@ -13,7 +13,11 @@
  *   s2s_free(m);
  *
  * A loaded model is immutable: any number of threads may call s2s_translate on
- * the same model at once (each call owns its decoding state). */
+ * the same model at once (each call owns its decoding state).
+ *
+ * GPU: after s2s_use_cuda(m, ...) succeeds (once, before the model is shared
+ * between threads), s2s_translate encodes and decodes m on the GPU (fp32; same
+ * outputs as the CPU up to float rounding). */
 #ifndef S2S_H
 #define S2S_H
 
@@ -48,6 +52,11 @@ void s2s_translate_opts_default(s2s_translate_opts *o);
 int s2s_translate(const s2s_model *m, const char *const *lines, int n,
                   const s2s_translate_opts *o, char **out, int *flags, char *err,
                   size_t errlen);
+/* Move the model's weights to the GPU: every later s2s_translate on m runs there.
+ * Returns 0, or -1 with a one-line message in err (s2s built without CUDA, or no
+ * usable GPU); m is then unchanged and still translates on the CPU. Not thread-safe:
+ * call it before sharing m. */
+int s2s_use_cuda(s2s_model *m, char *err, size_t errlen);
 /* Set the number of threads used by the compute kernels (OpenMP + OpenBLAS). */
 void s2s_threads(int n);
 

@@ -11,7 +11,16 @@
  *
  * All rows advance together: after k calls to step every row has consumed k
  * tokens (the first is <s>). Model weights are only read: many states (one per
- * thread) may share one model. */
+ * thread) may share one model.
+ *
+ * Devices: for a model on the GPU (m->on_cuda, s2s_model_to_cuda) the registry
+ * returns the CUDA implementation of its kind (decoder_cuda.cu). There start()'s
+ * enc is a DEVICE pointer (e.g. the dev_data of s2s_model_encode on a CUDA graph),
+ * read by work queued on the legacy default stream, so the caller may free or reuse
+ * it after start() through that stream (or any synchronising call); src_len, tokens,
+ * rows and logits stay HOST memory, so search code is the same for both devices
+ * (step() downloads the logits: its one host synchronisation). start_bytes() then
+ * counts the device memory plus the pinned host staging buffers. */
 #ifndef S2S_DECODER_H
 #define S2S_DECODER_H
 
@@ -23,8 +32,9 @@ struct s2s_model;
 typedef struct s2s_decoder_ops {
     const char *kind;
     /* enc [B, Ts, D] encoder output (copied or projected as needed; the caller may
-     * free it after start); src_len [B]; R rows per sentence; max_steps bounds the
-     * number of step calls. Returns NULL only on allocation failure. */
+     * free it after start; device memory for the CUDA ops, see above); src_len [B]
+     * (host); R rows per sentence; max_steps bounds the number of step calls.
+     * Returns NULL only on allocation failure. */
     void *(*start)(const struct s2s_model *m, const float *enc, const int32_t *src_len, int B,
                    int Ts, int R, int max_steps);
     /* logits [N, V] for the next token of each row, after consuming tokens [N]. */

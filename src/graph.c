@@ -1,4 +1,11 @@
-/* graph.c - eager tape autodiff over the kernels of kernels.h (see graph.h). */
+/* graph.c - eager tape autodiff over the kernels of kernels.h (see graph.h).
+ *
+ * One code path for both devices: a CUDA graph (s2s_graph_new_cuda) keeps its
+ * tensors' values in a device arena (dev_data/dev_grad) and calls the s2s_kcu_*
+ * kernels of kernels_cuda.h, which have the CPU kernels' signatures; KERN(name)
+ * picks the implementation, DAT/GRD the pointer. Host-side integer inputs (token
+ * ids, lengths, targets) are copied to the graph's device. Tensor heads and the
+ * tape itself always live on the host. */
 #include "graph.h"
 
 #include <math.h>
@@ -6,6 +13,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "kernels_cuda.h"
 #include "kernels_rnn.h"
 
 /* ---------------------------------------------------------------- arena */
@@ -34,6 +42,9 @@ typedef struct {
 struct s2s_graph {
     arena_block *blocks;  /* [n_blocks] filled in order; cur is the one in use */
     int n_blocks, cur;
+    int cuda;             /* values live on the GPU, in the device arena below */
+    arena_block *dblocks;
+    int n_dblocks, dcur;
     node *nodes;
     int n_nodes, cap_nodes;
     int grad_enabled;
@@ -42,24 +53,71 @@ struct s2s_graph {
 };
 
 #define ARENA_MIN (64u << 20)
+#define DARENA_MIN (256u << 20)
 #define PAR_N 32768 /* elementwise loops go parallel above this size */
 
-/* Arena allocation without zeroing (for buffers a kernel overwrites fully). */
-static void *alloc_raw(s2s_graph *g, size_t bytes) {
-    bytes = (bytes + 63) & ~(size_t)63;
-    while (g->cur < g->n_blocks && g->blocks[g->cur].used + bytes > g->blocks[g->cur].size) g->cur++;
-    if (g->cur == g->n_blocks) {
-        size_t sz = bytes > ARENA_MIN ? bytes : ARENA_MIN;
-        g->blocks = s2s_xrealloc(g->blocks, (size_t)(g->n_blocks + 1) * sizeof(arena_block));
-        arena_block *nb = &g->blocks[g->n_blocks++];
-        nb->mem = aligned_alloc(64, sz);
+/* Bump allocation from a list of blocks (host: aligned_alloc; device: cudaMalloc). */
+static void *arena_take(arena_block **blocks, int *n_blocks, int *cur, size_t bytes, int device) {
+    bytes = (bytes + 255) & ~(size_t)255;
+    while (*cur < *n_blocks && (*blocks)[*cur].used + bytes > (*blocks)[*cur].size) (*cur)++;
+    if (*cur == *n_blocks) {
+        size_t min = device ? DARENA_MIN : ARENA_MIN;
+        size_t sz = bytes > min ? bytes : min;
+        *blocks = s2s_xrealloc(*blocks, (size_t)(*n_blocks + 1) * sizeof(arena_block));
+        arena_block *nb = &(*blocks)[(*n_blocks)++];
+#ifdef S2S_CUDA
+        if (device) nb->mem = s2s_cuda_malloc(sz);
+        else
+#endif
+            nb->mem = aligned_alloc(64, sz);
         S2S_ASSERT(nb->mem != NULL);
         nb->size = sz;
         nb->used = 0;
     }
-    arena_block *b = &g->blocks[g->cur];
+    arena_block *b = &(*blocks)[*cur];
     void *p = b->mem + b->used;
     b->used += bytes;
+    return p;
+}
+
+/* Host arena allocation without zeroing (for buffers a kernel overwrites fully). */
+static void *alloc_raw(s2s_graph *g, size_t bytes) {
+    return arena_take(&g->blocks, &g->n_blocks, &g->cur, bytes, 0);
+}
+
+#define DAT(t) (g->cuda ? (t)->dev_data : (t)->data)
+#define GRD(t) (g->cuda ? (t)->dev_grad : (t)->grad)
+#ifdef S2S_CUDA
+#define KERN(name) (g->cuda ? s2s_kcu_##name : s2s_k_##name)
+#else
+#define KERN(name) s2s_k_##name
+#endif
+
+/* n floats on the graph's device, not zeroed / zeroed. */
+static float *fbuf(s2s_graph *g, size_t n) {
+    if (!g->cuda) return alloc_raw(g, n * sizeof(float));
+    return arena_take(&g->dblocks, &g->n_dblocks, &g->dcur, n * sizeof(float), 1);
+}
+static float *fbuf0(s2s_graph *g, size_t n) {
+    float *p = fbuf(g, n);
+#ifdef S2S_CUDA
+    if (g->cuda) { s2s_cuda_memset0(p, n * sizeof(float)); return p; }
+#endif
+    memset(p, 0, n * sizeof(float));
+    return p;
+}
+/* A copy of host ints on the graph's device. */
+static int32_t *ibuf(s2s_graph *g, const int32_t *host, size_t n) {
+    int32_t *p;
+#ifdef S2S_CUDA
+    if (g->cuda) {
+        p = arena_take(&g->dblocks, &g->n_dblocks, &g->dcur, n * sizeof(int32_t), 1);
+        s2s_cuda_upload(p, host, n * sizeof(int32_t));
+        return p;
+    }
+#endif
+    p = alloc_raw(g, n * sizeof(int32_t));
+    memcpy(p, host, n * sizeof(int32_t));
     return p;
 }
 
@@ -75,23 +133,45 @@ s2s_graph *s2s_graph_new(void) {
     return g;
 }
 
+s2s_graph *s2s_graph_new_cuda(char *err, size_t errlen) {
+#ifdef S2S_CUDA
+    if (s2s_cuda_available()) {
+        s2s_graph *g = s2s_graph_new();
+        g->cuda = 1;
+        return g;
+    }
+    s2s_errf(err, errlen, "--device cuda: no CUDA device is available");
+#else
+    s2s_errf(err, errlen, "--device cuda: this s2s was built without CUDA (rebuild with make CUDA=1)");
+#endif
+    return NULL;
+}
+
+int s2s_graph_is_cuda(const s2s_graph *g) { return g->cuda; }
+
 void s2s_graph_free(s2s_graph *g) {
     if (!g) return;
     for (int i = 0; i < g->n_blocks; i++) free(g->blocks[i].mem);
     free(g->blocks);
+#ifdef S2S_CUDA
+    for (int i = 0; i < g->n_dblocks; i++) s2s_cuda_free(g->dblocks[i].mem);
+#endif
+    free(g->dblocks);
     free(g->nodes);
     free(g);
 }
 
 void s2s_graph_reset(s2s_graph *g) {
     for (int i = 0; i < g->n_blocks; i++) g->blocks[i].used = 0;
-    g->cur = 0;
+    for (int i = 0; i < g->n_dblocks; i++) g->dblocks[i].used = 0;
+    g->cur = g->dcur = 0;
     g->n_nodes = 0;
 }
 
 size_t s2s_graph_arena_used(const s2s_graph *g) {
     size_t s = 0;
     for (int i = 0; i < g->n_blocks; i++) s += g->blocks[i].used;
+    for (int i = 0; i < g->n_dblocks; i++) s += g->dblocks[i].used;
     return s;
 }
 
@@ -135,21 +215,129 @@ static s2s_tensor *tensor_head(s2s_graph *g, int ndim, const int *shape) {
 
 s2s_tensor *s2s_tensor_new(s2s_graph *g, int ndim, const int *shape) {
     s2s_tensor *t = tensor_head(g, ndim, shape);
-    t->data = s2s_graph_alloc(g, t->n * sizeof(float));
+    if (g->cuda) t->dev_data = fbuf0(g, t->n);
+    else t->data = fbuf0(g, t->n);
     return t;
 }
 
 /* Output tensor whose every element the op writes: no zeroing. */
 static s2s_tensor *tensor_out(s2s_graph *g, int ndim, const int *shape) {
     s2s_tensor *t = tensor_head(g, ndim, shape);
-    t->data = alloc_raw(g, t->n * sizeof(float));
+    if (g->cuda) t->dev_data = fbuf(g, t->n);
+    else t->data = fbuf(g, t->n);
     return t;
 }
 
 s2s_tensor *s2s_tensor_wrap(s2s_graph *g, float *data, int ndim, const int *shape) {
     s2s_tensor *t = tensor_head(g, ndim, shape);
-    t->data = data;
+    if (g->cuda) t->dev_data = data; /* a device pointer on a CUDA graph */
+    else t->data = data;
     return t;
+}
+
+s2s_tensor *s2s_tensor_from_host(s2s_graph *g, const float *host, int ndim, const int *shape) {
+    s2s_tensor *t = tensor_out(g, ndim, shape);
+#ifdef S2S_CUDA
+    if (g->cuda) { s2s_cuda_upload(t->dev_data, host, t->n * sizeof(float)); return t; }
+#endif
+    memcpy(t->data, host, t->n * sizeof(float));
+    return t;
+}
+
+s2s_tensor *s2s_tensor_repeat(s2s_graph *g, const float *src, int reps, int ndim, const int *shape) {
+    s2s_tensor *t = tensor_out(g, ndim, shape);
+    S2S_ASSERT(reps > 0 && t->n % (size_t)reps == 0);
+    size_t per = t->n / (size_t)reps;
+#ifdef S2S_CUDA
+    if (g->cuda) { /* doubling copies: log2(reps) transfers instead of reps */
+        s2s_cuda_copy(t->dev_data, src, per * sizeof(float));
+        for (size_t have = 1; have < (size_t)reps;) {
+            size_t k = have < (size_t)reps - have ? have : (size_t)reps - have;
+            s2s_cuda_copy(t->dev_data + have * per, t->dev_data, k * per * sizeof(float));
+            have += k;
+        }
+        return t;
+    }
+#endif
+    for (int r = 0; r < reps; r++) memcpy(t->data + (size_t)r * per, src, per * sizeof(float));
+    return t;
+}
+
+void s2s_tensor_read(s2s_graph *g, float *out, const s2s_tensor *t) {
+#ifdef S2S_CUDA
+    if (g->cuda) { s2s_cuda_download(out, t->dev_data, t->n * sizeof(float)); return; }
+#endif
+    memcpy(out, t->data, t->n * sizeof(float));
+}
+
+float s2s_tensor_item(s2s_graph *g, const s2s_tensor *t) {
+    S2S_ASSERT(t->n == 1);
+    float v;
+    s2s_tensor_read(g, &v, t);
+    return v;
+}
+
+/* ---------------------------------------------------- elementwise helpers */
+
+static void ew_add(s2s_graph *g, float *y, const float *a, const float *b, size_t n) {
+#ifdef S2S_CUDA
+    if (g->cuda) { s2s_kcu_add(y, a, b, n); return; }
+#endif
+#pragma omp parallel for simd schedule(static) if (n > PAR_N)
+    for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+static void ew_mul(s2s_graph *g, float *y, const float *a, const float *b, size_t n) {
+#ifdef S2S_CUDA
+    if (g->cuda) { s2s_kcu_mul(y, a, b, n); return; }
+#endif
+#pragma omp parallel for simd schedule(static) if (n > PAR_N)
+    for (size_t i = 0; i < n; i++) y[i] = a[i] * b[i];
+}
+
+static void ew_scale(s2s_graph *g, float *y, const float *a, float s, size_t n) {
+#ifdef S2S_CUDA
+    if (g->cuda) { s2s_kcu_scale(y, a, s, n); return; }
+#endif
+#pragma omp parallel for simd schedule(static) if (n > PAR_N)
+    for (size_t i = 0; i < n; i++) y[i] = a[i] * s;
+}
+
+/* y += s * x */
+static void ew_axpy(s2s_graph *g, float *y, float s, const float *x, size_t n) {
+#ifdef S2S_CUDA
+    if (g->cuda) { s2s_kcu_axpy(y, s, x, n); return; }
+#endif
+#pragma omp parallel for simd schedule(static) if (n > PAR_N)
+    for (size_t i = 0; i < n; i++) y[i] += s * x[i];
+}
+
+/* y += a * b */
+static void ew_mul_acc(s2s_graph *g, float *y, const float *a, const float *b, size_t n) {
+#ifdef S2S_CUDA
+    if (g->cuda) { s2s_kcu_mul_acc(y, a, b, n); return; }
+#endif
+#pragma omp parallel for simd schedule(static) if (n > PAR_N)
+    for (size_t i = 0; i < n; i++) y[i] += a[i] * b[i];
+}
+
+/* y += s * dy1[0] */
+static void ew_bcast_acc(s2s_graph *g, float *y, const float *dy1, float s, size_t n) {
+#ifdef S2S_CUDA
+    if (g->cuda) { s2s_kcu_bcast_acc(y, dy1, s, n); return; }
+#endif
+    float v = s * dy1[0];
+    for (size_t i = 0; i < n; i++) y[i] += v;
+}
+
+/* out[0] = sum(x) / div (div > 0), accumulated in double */
+static void ew_sum(s2s_graph *g, float *out, const float *x, double div, size_t n) {
+#ifdef S2S_CUDA
+    if (g->cuda) { s2s_kcu_sum(out, x, (float)(1.0 / div), n); return; }
+#endif
+    double acc = 0;
+    for (size_t i = 0; i < n; i++) acc += x[i];
+    out[0] = (float)(acc / div);
 }
 
 static int last_dim(const s2s_tensor *t) { return t->shape[t->ndim - 1]; }
@@ -181,7 +369,7 @@ s2s_tensor *s2s_linear(s2s_graph *g, s2s_tensor *x, s2s_tensor *w, s2s_tensor *b
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = M;
     s2s_tensor *y = tensor_out(g, x->ndim, shape);
-    s2s_k_linear_fwd(y->data, x->data, w->data, b ? b->data : NULL, N, K, M);
+    KERN(linear_fwd)(DAT(y), DAT(x), DAT(w), b ? DAT(b) : NULL, N, K, M);
     node *nd = record(g, OP_LINEAR, y, x, w, b);
     if (nd) { nd->ia[0] = N; nd->ia[1] = K; nd->ia[2] = M; }
     return y;
@@ -191,7 +379,7 @@ s2s_tensor *s2s_matmul(s2s_graph *g, s2s_tensor *a, s2s_tensor *b) {
     S2S_ASSERT(a->ndim == 2 && b->ndim == 2 && a->shape[1] == b->shape[0]);
     int M = a->shape[0], K = a->shape[1], N = b->shape[1];
     s2s_tensor *c = tensor_out(g, 2, (int[]){M, N});
-    s2s_k_matmul_fwd(c->data, a->data, b->data, M, K, N);
+    KERN(matmul_fwd)(DAT(c), DAT(a), DAT(b), M, K, N);
     node *nd = record(g, OP_MATMUL, c, a, b, NULL);
     if (nd) { nd->ia[0] = M; nd->ia[1] = K; nd->ia[2] = N; }
     return c;
@@ -200,11 +388,7 @@ s2s_tensor *s2s_matmul(s2s_graph *g, s2s_tensor *a, s2s_tensor *b) {
 s2s_tensor *s2s_add(s2s_graph *g, s2s_tensor *a, s2s_tensor *b) {
     S2S_ASSERT(a->n == b->n);
     s2s_tensor *y = tensor_out(g, a->ndim, a->shape);
-    const float *ad = a->data, *bd = b->data;
-    float *yd = y->data;
-    size_t n = a->n;
-#pragma omp parallel for simd schedule(static) if (n > PAR_N)
-    for (size_t i = 0; i < n; i++) yd[i] = ad[i] + bd[i];
+    ew_add(g, DAT(y), DAT(a), DAT(b), a->n);
     record(g, OP_ADD, y, a, b, NULL);
     return y;
 }
@@ -212,22 +396,14 @@ s2s_tensor *s2s_add(s2s_graph *g, s2s_tensor *a, s2s_tensor *b) {
 s2s_tensor *s2s_mul(s2s_graph *g, s2s_tensor *a, s2s_tensor *b) {
     S2S_ASSERT(a->n == b->n);
     s2s_tensor *y = tensor_out(g, a->ndim, a->shape);
-    const float *ad = a->data, *bd = b->data;
-    float *yd = y->data;
-    size_t n = a->n;
-#pragma omp parallel for simd schedule(static) if (n > PAR_N)
-    for (size_t i = 0; i < n; i++) yd[i] = ad[i] * bd[i];
+    ew_mul(g, DAT(y), DAT(a), DAT(b), a->n);
     record(g, OP_MUL, y, a, b, NULL);
     return y;
 }
 
 s2s_tensor *s2s_scale(s2s_graph *g, s2s_tensor *a, float s) {
     s2s_tensor *y = tensor_out(g, a->ndim, a->shape);
-    const float *ad = a->data;
-    float *yd = y->data;
-    size_t n = a->n;
-#pragma omp parallel for simd schedule(static) if (n > PAR_N)
-    for (size_t i = 0; i < n; i++) yd[i] = ad[i] * s;
+    ew_scale(g, DAT(y), DAT(a), s, a->n);
     node *nd = record(g, OP_SCALE, y, a, NULL, NULL);
     if (nd) nd->fa[0] = s;
     return y;
@@ -243,13 +419,10 @@ s2s_tensor *s2s_embedding(s2s_graph *g, s2s_tensor *table, const int32_t *ids, i
     s2s_tensor *y = tensor_out(g, ndim + 1, oshape);
     int N = rows(y);
     for (int i = 0; i < N; i++) S2S_ASSERT(ids[i] >= 0 && ids[i] < V);
-    s2s_k_embedding_fwd(y->data, table->data, ids, N, D);
+    int32_t *dids = ibuf(g, ids, (size_t)N);
+    KERN(embedding_fwd)(DAT(y), DAT(table), dids, N, D);
     node *nd = record(g, OP_EMBEDDING, y, table, NULL, NULL);
-    if (nd) {
-        nd->si = s2s_graph_alloc(g, (size_t)N * sizeof(int32_t));
-        memcpy(nd->si, ids, (size_t)N * sizeof(int32_t));
-        nd->ia[0] = N; nd->ia[1] = D;
-    }
+    if (nd) { nd->si = dids; nd->ia[0] = N; nd->ia[1] = D; }
     return y;
 }
 
@@ -257,9 +430,9 @@ s2s_tensor *s2s_layernorm(s2s_graph *g, s2s_tensor *x, s2s_tensor *w, s2s_tensor
     int D = last_dim(x), N = rows(x);
     S2S_ASSERT((int)w->n == D && (int)b->n == D);
     s2s_tensor *y = tensor_out(g, x->ndim, x->shape);
-    float *mean = s2s_graph_alloc(g, (size_t)N * sizeof(float));
-    float *rstd = s2s_graph_alloc(g, (size_t)N * sizeof(float));
-    s2s_k_layernorm_fwd(y->data, mean, rstd, x->data, w->data, b->data, N, D);
+    float *mean = fbuf(g, (size_t)N);
+    float *rstd = fbuf(g, (size_t)N);
+    KERN(layernorm_fwd)(DAT(y), mean, rstd, DAT(x), DAT(w), DAT(b), N, D);
     node *nd = record(g, OP_LAYERNORM, y, x, w, b);
     if (nd) { nd->sv[0] = mean; nd->sv[1] = rstd; nd->ia[0] = N; nd->ia[1] = D; }
     return y;
@@ -267,28 +440,28 @@ s2s_tensor *s2s_layernorm(s2s_graph *g, s2s_tensor *x, s2s_tensor *w, s2s_tensor
 
 s2s_tensor *s2s_softmax(s2s_graph *g, s2s_tensor *x) {
     s2s_tensor *y = tensor_out(g, x->ndim, x->shape);
-    s2s_k_softmax_fwd(y->data, x->data, rows(x), last_dim(x));
+    KERN(softmax_fwd)(DAT(y), DAT(x), rows(x), last_dim(x));
     record(g, OP_SOFTMAX, y, x, NULL, NULL);
     return y;
 }
 
 s2s_tensor *s2s_logsoftmax(s2s_graph *g, s2s_tensor *x) {
     s2s_tensor *y = tensor_out(g, x->ndim, x->shape);
-    s2s_k_logsoftmax_fwd(y->data, x->data, rows(x), last_dim(x));
+    KERN(logsoftmax_fwd)(DAT(y), DAT(x), rows(x), last_dim(x));
     record(g, OP_LOGSOFTMAX, y, x, NULL, NULL);
     return y;
 }
 
 s2s_tensor *s2s_relu(s2s_graph *g, s2s_tensor *x) {
     s2s_tensor *y = tensor_out(g, x->ndim, x->shape);
-    s2s_k_relu_fwd(y->data, x->data, x->n);
+    KERN(relu_fwd)(DAT(y), DAT(x), x->n);
     record(g, OP_RELU, y, x, NULL, NULL);
     return y;
 }
 
 s2s_tensor *s2s_gelu(s2s_graph *g, s2s_tensor *x) {
     s2s_tensor *y = tensor_out(g, x->ndim, x->shape);
-    s2s_k_gelu_fwd(y->data, x->data, x->n);
+    KERN(gelu_fwd)(DAT(y), DAT(x), x->n);
     record(g, OP_GELU, y, x, NULL, NULL);
     return y;
 }
@@ -297,14 +470,22 @@ s2s_tensor *s2s_dropout(s2s_graph *g, s2s_tensor *x, float p) {
     if (!g->training || p <= 0.0f) return x;
     S2S_ASSERT(g->rng != NULL && p < 1.0f);
     s2s_tensor *y = tensor_out(g, x->ndim, x->shape);
-    float *mask = alloc_raw(g, x->n * sizeof(float));
+    float *mask = fbuf(g, x->n);
     float keep = 1.0f / (1.0f - p);
     /* counter-based: one draw from the graph RNG per op, then a hash per element,
-     * so the mask is the same for any thread count */
+     * so the mask is the same for any thread count (and on the GPU) */
     uint64_t seed = s2s_rng_next(g->rng);
+    size_t n = x->n;
+#ifdef S2S_CUDA
+    if (g->cuda) {
+        s2s_kcu_dropout_fwd(y->dev_data, mask, x->dev_data, p, seed, n);
+        node *nd = record(g, OP_DROPOUT, y, x, NULL, NULL);
+        if (nd) nd->sv[0] = mask;
+        return y;
+    }
+#endif
     const float *xd = x->data;
     float *yd = y->data;
-    size_t n = x->n;
 #pragma omp parallel for schedule(static) if (n > PAR_N)
     for (size_t i = 0; i < n; i++) {
         uint64_t z = seed + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
@@ -327,13 +508,9 @@ s2s_tensor *s2s_attention(s2s_graph *g, s2s_tensor *q, s2s_tensor *k, s2s_tensor
     S2S_ASSERT(k->shape[0] == B && v->shape[0] == B && v->shape[1] == Tk);
     S2S_ASSERT(k->shape[2] == D && v->shape[2] == D && D % H == 0);
     s2s_tensor *y = tensor_out(g, 3, q->shape);
-    float *p = s2s_graph_alloc(g, (size_t)B * H * Tq * Tk * sizeof(float));
-    int32_t *len = NULL;
-    if (kv_len) {
-        len = s2s_graph_alloc(g, (size_t)B * sizeof(int32_t));
-        memcpy(len, kv_len, (size_t)B * sizeof(int32_t));
-    }
-    s2s_k_attention_fwd(y->data, p, q->data, k->data, v->data, len, causal, B, H, Tq, Tk, D / H);
+    float *p = fbuf(g, (size_t)B * H * Tq * Tk); /* the kernel writes every entry */
+    int32_t *len = kv_len ? ibuf(g, kv_len, (size_t)B) : NULL;
+    KERN(attention_fwd)(DAT(y), p, DAT(q), DAT(k), DAT(v), len, causal, B, H, Tq, Tk, D / H);
     node *nd = record(g, OP_ATTENTION, y, q, k, v);
     if (nd) {
         nd->sv[0] = p;
@@ -345,19 +522,19 @@ s2s_tensor *s2s_attention(s2s_graph *g, s2s_tensor *q, s2s_tensor *k, s2s_tensor
 s2s_tensor *s2s_xent(s2s_graph *g, s2s_tensor *logits, const int32_t *tgt, float eps, int ignore,
                      int *n_counted) {
     int V = last_dim(logits), N = rows(logits);
-    float *logp = s2s_graph_alloc(g, logits->n * sizeof(float));
-    float *loss = s2s_graph_alloc(g, (size_t)N * sizeof(float));
-    int cnt = s2s_k_xent_fwd(loss, logp, logits->data, tgt, eps, ignore, N, V);
-    double s = 0;
-    for (int i = 0; i < N; i++) s += loss[i];
+    float *logp = fbuf(g, logits->n);
+    float *loss = fbuf0(g, (size_t)N);
+    int32_t *dtgt = ibuf(g, tgt, (size_t)N);
+    int cnt = 0;
+    for (int i = 0; i < N; i++) cnt += tgt[i] != ignore;
+    (void)KERN(xent_fwd)(loss, logp, DAT(logits), dtgt, eps, ignore, N, V);
     s2s_tensor *y = tensor_out(g, 1, (int[]){1});
-    y->data[0] = cnt > 0 ? (float)(s / cnt) : 0.0f;
+    ew_sum(g, DAT(y), loss, cnt > 0 ? (double)cnt : 1.0, (size_t)N); /* all-ignored: loss rows are 0 */
     if (n_counted) *n_counted = cnt;
     node *nd = record(g, OP_XENT, y, logits, NULL, NULL);
     if (nd) {
         nd->sv[0] = logp;
-        nd->si = s2s_graph_alloc(g, (size_t)N * sizeof(int32_t));
-        memcpy(nd->si, tgt, (size_t)N * sizeof(int32_t));
+        nd->si = dtgt;
         nd->ia[0] = N; nd->ia[1] = V; nd->ia[2] = ignore; nd->ia[3] = cnt;
         nd->fa[0] = eps;
     }
@@ -374,8 +551,8 @@ static s2s_tensor *scan_out(s2s_graph *g, const s2s_tensor *xp, int G, int *B, i
 s2s_tensor *s2s_ssru_scan(s2s_graph *g, s2s_tensor *xp) {
     int B, T, D;
     s2s_tensor *h = scan_out(g, xp, 2, &B, &T, &D);
-    float *c = alloc_raw(g, h->n * sizeof(float));
-    s2s_k_ssru_fwd(h->data, c, xp->data, NULL, B, T, D);
+    float *c = fbuf(g, h->n);
+    KERN(ssru_fwd)(DAT(h), c, DAT(xp), NULL, B, T, D);
     node *nd = record(g, OP_SSRU, h, xp, NULL, NULL);
     if (nd) { nd->sv[0] = c; nd->ia[0] = B; nd->ia[1] = T; nd->ia[2] = D; }
     return h;
@@ -387,11 +564,11 @@ static s2s_tensor *gated_scan(s2s_graph *g, op_kind op, s2s_tensor *xp, s2s_tens
     s2s_tensor *h = scan_out(g, xp, G, &B, &T, &D);
     S2S_ASSERT(wh->ndim == 2 && wh->shape[0] == G * D && wh->shape[1] == D);
     S2S_ASSERT(!bh || (int)bh->n == G * D);
-    float *gates = alloc_raw(g, (size_t)4 * h->n * sizeof(float));
-    float *c = op == OP_LSTM ? alloc_raw(g, h->n * sizeof(float)) : NULL;
-    const float *bd = bh ? bh->data : NULL;
-    if (op == OP_GRU) s2s_k_gru_fwd(h->data, gates, xp->data, wh->data, bd, NULL, B, T, D);
-    else s2s_k_lstm_fwd(h->data, c, gates, xp->data, wh->data, bd, NULL, NULL, B, T, D);
+    float *gates = fbuf(g, (size_t)4 * h->n);
+    float *c = op == OP_LSTM ? fbuf(g, h->n) : NULL;
+    const float *bd = bh ? DAT(bh) : NULL;
+    if (op == OP_GRU) KERN(gru_fwd)(DAT(h), gates, DAT(xp), DAT(wh), bd, NULL, B, T, D);
+    else KERN(lstm_fwd)(DAT(h), c, gates, DAT(xp), DAT(wh), bd, NULL, NULL, B, T, D);
     node *nd = record(g, op, h, xp, wh, bh);
     if (nd) { nd->sv[0] = gates; nd->sv[1] = c; nd->ia[0] = B; nd->ia[1] = T; nd->ia[2] = D; }
     return h;
@@ -406,19 +583,15 @@ s2s_tensor *s2s_lstm_scan(s2s_graph *g, s2s_tensor *xp, s2s_tensor *wh, s2s_tens
 }
 
 s2s_tensor *s2s_sum(s2s_graph *g, s2s_tensor *x) {
-    double s = 0;
-    for (size_t i = 0; i < x->n; i++) s += x->data[i];
     s2s_tensor *y = tensor_out(g, 1, (int[]){1});
-    y->data[0] = (float)s;
+    ew_sum(g, DAT(y), DAT(x), 1.0, x->n);
     record(g, OP_SUM, y, x, NULL, NULL);
     return y;
 }
 
 s2s_tensor *s2s_mean(s2s_graph *g, s2s_tensor *x) {
-    double s = 0;
-    for (size_t i = 0; i < x->n; i++) s += x->data[i];
     s2s_tensor *y = tensor_out(g, 1, (int[]){1});
-    y->data[0] = (float)(s / (double)x->n);
+    ew_sum(g, DAT(y), DAT(x), (double)x->n, x->n);
     record(g, OP_MEAN, y, x, NULL, NULL);
     return y;
 }
@@ -428,113 +601,98 @@ s2s_tensor *s2s_mean(s2s_graph *g, s2s_tensor *x) {
 /* Gradient buffer of an input, allocated (zeroed) on first use; NULL if not needed. */
 static float *gbuf(s2s_graph *g, s2s_tensor *t) {
     if (!t || !t->requires_grad) return NULL;
-    if (!t->grad) t->grad = s2s_graph_alloc(g, t->n * sizeof(float));
+    if (g->cuda) {
+        if (!t->dev_grad) t->dev_grad = fbuf0(g, t->n);
+        return t->dev_grad;
+    }
+    if (!t->grad) t->grad = fbuf0(g, t->n);
     return t->grad;
 }
 
 void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss) {
     S2S_ASSERT(loss->n == 1);
     if (!loss->requires_grad) return;
-    gbuf(g, loss)[0] += 1.0f;
+    float *dl0 = gbuf(g, loss);
+#ifdef S2S_CUDA
+    if (g->cuda) { float one = 1.0f; s2s_cuda_upload(dl0, &one, sizeof one); } else
+#endif
+    dl0[0] += 1.0f;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         node *nd = &g->nodes[i];
         s2s_tensor *y = nd->out, *a = nd->in[0], *b = nd->in[1], *c = nd->in[2];
-        const float *dy = y->grad;
+        const float *dy = GRD(y);
         if (!dy) continue; /* output never used by the loss */
+        float *da, *db;
         switch (nd->op) {
         case OP_LINEAR:
-            s2s_k_linear_bwd(gbuf(g, a), gbuf(g, b), gbuf(g, c), dy, a->data, b->data,
-                             nd->ia[0], nd->ia[1], nd->ia[2]);
+            KERN(linear_bwd)(gbuf(g, a), gbuf(g, b), gbuf(g, c), dy, DAT(a), DAT(b), nd->ia[0], nd->ia[1], nd->ia[2]);
             break;
         case OP_MATMUL:
-            s2s_k_matmul_bwd(gbuf(g, a), gbuf(g, b), dy, a->data, b->data, nd->ia[0], nd->ia[1], nd->ia[2]);
+            KERN(matmul_bwd)(gbuf(g, a), gbuf(g, b), dy, DAT(a), DAT(b), nd->ia[0], nd->ia[1], nd->ia[2]);
             break;
-        case OP_ADD: {
-            float *da = gbuf(g, a), *db = gbuf(g, b);
-            size_t n = y->n;
-            if (da) {
-#pragma omp parallel for simd schedule(static) if (n > PAR_N)
-                for (size_t j = 0; j < n; j++) da[j] += dy[j];
-            }
-            if (db) {
-#pragma omp parallel for simd schedule(static) if (n > PAR_N)
-                for (size_t j = 0; j < n; j++) db[j] += dy[j];
-            }
-        } break;
-        case OP_MUL: {
-            float *da = gbuf(g, a), *db = gbuf(g, b);
-            if (da) for (size_t j = 0; j < y->n; j++) da[j] += dy[j] * b->data[j];
-            if (db) for (size_t j = 0; j < y->n; j++) db[j] += dy[j] * a->data[j];
-        } break;
-        case OP_SCALE: {
-            float *da = gbuf(g, a), s = nd->fa[0];
-            size_t n = y->n;
-            if (da) {
-#pragma omp parallel for simd schedule(static) if (n > PAR_N)
-                for (size_t j = 0; j < n; j++) da[j] += dy[j] * s;
-            }
-        } break;
+        case OP_ADD:
+            if ((da = gbuf(g, a))) ew_axpy(g, da, 1.0f, dy, y->n);
+            if ((db = gbuf(g, b))) ew_axpy(g, db, 1.0f, dy, y->n);
+            break;
+        case OP_MUL:
+            if ((da = gbuf(g, a))) ew_mul_acc(g, da, dy, DAT(b), y->n);
+            if ((db = gbuf(g, b))) ew_mul_acc(g, db, dy, DAT(a), y->n);
+            break;
+        case OP_SCALE:
+            if ((da = gbuf(g, a))) ew_axpy(g, da, nd->fa[0], dy, y->n);
+            break;
         case OP_EMBEDDING:
-            s2s_k_embedding_bwd(gbuf(g, a), dy, nd->si, nd->ia[0], nd->ia[1]);
+            KERN(embedding_bwd)(gbuf(g, a), dy, nd->si, nd->ia[0], nd->ia[1]);
             break;
         case OP_LAYERNORM:
-            s2s_k_layernorm_bwd(gbuf(g, a), gbuf(g, b), gbuf(g, c), dy, a->data, nd->sv[0],
-                                nd->sv[1], b->data, nd->ia[0], nd->ia[1]);
+            KERN(layernorm_bwd)(gbuf(g, a), gbuf(g, b), gbuf(g, c), dy, DAT(a), nd->sv[0], nd->sv[1], DAT(b),
+                                nd->ia[0], nd->ia[1]);
             break;
         case OP_SOFTMAX:
-            s2s_k_softmax_bwd(gbuf(g, a), dy, y->data, rows(y), last_dim(y));
+            KERN(softmax_bwd)(gbuf(g, a), dy, DAT(y), rows(y), last_dim(y));
             break;
         case OP_LOGSOFTMAX:
-            s2s_k_logsoftmax_bwd(gbuf(g, a), dy, y->data, rows(y), last_dim(y));
+            KERN(logsoftmax_bwd)(gbuf(g, a), dy, DAT(y), rows(y), last_dim(y));
             break;
         case OP_RELU:
-            s2s_k_relu_bwd(gbuf(g, a), dy, a->data, y->n);
+            KERN(relu_bwd)(gbuf(g, a), dy, DAT(a), y->n);
             break;
         case OP_GELU:
-            s2s_k_gelu_bwd(gbuf(g, a), dy, a->data, y->n);
+            KERN(gelu_bwd)(gbuf(g, a), dy, DAT(a), y->n);
             break;
-        case OP_DROPOUT: {
-            float *da = gbuf(g, a);
-            const float *m = nd->sv[0];
-            size_t n = y->n;
-            if (da) {
-#pragma omp parallel for simd schedule(static) if (n > PAR_N)
-                for (size_t j = 0; j < n; j++) da[j] += dy[j] * m[j];
-            }
-        } break;
+        case OP_DROPOUT:
+            if ((da = gbuf(g, a))) ew_mul_acc(g, da, dy, nd->sv[0], y->n);
+            break;
         case OP_ATTENTION:
-            s2s_k_attention_bwd(gbuf(g, a), gbuf(g, b), gbuf(g, c), dy, nd->sv[0], a->data, b->data,
-                                c->data, nd->ia[0], nd->ia[1], nd->ia[2], nd->ia[3], nd->ia[4]);
+            KERN(attention_bwd)(gbuf(g, a), gbuf(g, b), gbuf(g, c), dy, nd->sv[0], DAT(a), DAT(b), DAT(c),
+                                nd->ia[0], nd->ia[1], nd->ia[2], nd->ia[3], nd->ia[4]);
             break;
         case OP_XENT: {
             int N = nd->ia[0], cnt = nd->ia[3];
             if (cnt == 0) break;
-            float *dl = s2s_graph_alloc(g, (size_t)N * sizeof(float));
-            for (int j = 0; j < N; j++) dl[j] = dy[0] / (float)cnt;
-            s2s_k_xent_bwd(gbuf(g, a), dl, nd->sv[0], nd->si, nd->fa[0], nd->ia[2], N, nd->ia[1]);
+            float *dl = fbuf0(g, (size_t)N); /* dloss_n = dy / cnt for every row */
+            ew_bcast_acc(g, dl, dy, 1.0f / (float)cnt, (size_t)N);
+            KERN(xent_bwd)(gbuf(g, a), dl, nd->sv[0], nd->si, nd->fa[0], nd->ia[2], N, nd->ia[1]);
         } break;
         case OP_SSRU:
-            s2s_k_ssru_bwd(gbuf(g, a), dy, a->data, nd->sv[0], NULL, nd->ia[0], nd->ia[1], nd->ia[2]);
+            KERN(ssru_bwd)(gbuf(g, a), dy, DAT(a), nd->sv[0], NULL, nd->ia[0], nd->ia[1], nd->ia[2]);
             break;
         case OP_GRU:
         case OP_LSTM: {
             int B = nd->ia[0], T = nd->ia[1], D = nd->ia[2], G = nd->op == OP_GRU ? 3 : 4;
-            float *ws = alloc_raw(g, S2S_RNN_BWD_WS(G, B, T, D) * sizeof(float));
+            float *ws = fbuf(g, S2S_RNN_BWD_WS(G, B, T, D));
             if (nd->op == OP_GRU)
-                s2s_k_gru_bwd(gbuf(g, a), gbuf(g, b), gbuf(g, c), ws, dy, y->data, nd->sv[0], b->data,
-                              NULL, B, T, D);
+                KERN(gru_bwd)(gbuf(g, a), gbuf(g, b), gbuf(g, c), ws, dy, DAT(y), nd->sv[0], DAT(b), NULL, B, T, D);
             else
-                s2s_k_lstm_bwd(gbuf(g, a), gbuf(g, b), gbuf(g, c), ws, dy, y->data, nd->sv[1], nd->sv[0],
-                               b->data, NULL, NULL, B, T, D);
+                KERN(lstm_bwd)(gbuf(g, a), gbuf(g, b), gbuf(g, c), ws, dy, DAT(y), nd->sv[1], nd->sv[0], DAT(b),
+                               NULL, NULL, B, T, D);
         } break;
-        case OP_SUM: {
-            float *da = gbuf(g, a);
-            if (da) for (size_t j = 0; j < a->n; j++) da[j] += dy[0];
-        } break;
-        case OP_MEAN: {
-            float *da = gbuf(g, a);
-            if (da) for (size_t j = 0; j < a->n; j++) da[j] += dy[0] / (float)a->n;
-        } break;
+        case OP_SUM:
+            if ((da = gbuf(g, a))) ew_bcast_acc(g, da, dy, 1.0f, a->n);
+            break;
+        case OP_MEAN:
+            if ((da = gbuf(g, a))) ew_bcast_acc(g, da, dy, 1.0f / (float)a->n, a->n);
+            break;
         }
     }
 }

@@ -30,11 +30,18 @@ typedef struct s2s_tensor {
     int requires_grad; /* parameter, or computed from one */
     int is_param;      /* long-lived (s2s_param_new), grad persists across resets */
     const uint16_t *half; /* [n] fp16 copy of data for inference kernels, or NULL */
+    float *dev_data;   /* [n] on the GPU (CUDA graphs, s2s_model_to_cuda), or NULL */
+    float *dev_grad;   /* [n] on the GPU, or NULL */
 } s2s_tensor;
 
 typedef struct s2s_graph s2s_graph;
 
 s2s_graph *s2s_graph_new(void);
+/* A graph whose ops run on the GPU (kernels_cuda.h): every tensor it makes lives in
+ * device memory (dev_data/dev_grad; data/grad stay NULL) and parameters must have
+ * been moved with s2s_model_to_cuda. NULL (message in err) without a usable GPU. */
+s2s_graph *s2s_graph_new_cuda(char *err, size_t errlen);
+int s2s_graph_is_cuda(const s2s_graph *g);
 void s2s_graph_free(s2s_graph *g);
 void s2s_graph_reset(s2s_graph *g);                 /* drop tape and arena */
 void s2s_graph_set_grad(s2s_graph *g, int enabled); /* 0: no tape (inference) */
@@ -50,6 +57,15 @@ s2s_tensor *s2s_tensor_new(s2s_graph *g, int ndim, const int *shape); /* arena, 
 /* Wrap existing memory (no copy, no grad): inputs, constants, read-only weights. */
 s2s_tensor *s2s_tensor_wrap(s2s_graph *g, float *data, int ndim, const int *shape);
 void *s2s_graph_alloc(s2s_graph *g, size_t bytes); /* arena scratch, 64-byte aligned, zeroed */
+/* A tensor holding a copy of host memory (on the graph's device). */
+s2s_tensor *s2s_tensor_from_host(s2s_graph *g, const float *host, int ndim, const int *shape);
+/* A tensor of shape [shape] holding reps back-to-back copies of src[n / reps]; src
+ * is on the graph's device (host memory, or device memory on a CUDA graph). */
+s2s_tensor *s2s_tensor_repeat(s2s_graph *g, const float *src, int reps, int ndim, const int *shape);
+/* The value of a scalar (n == 1) tensor, read back from the device if needed. */
+float s2s_tensor_item(s2s_graph *g, const s2s_tensor *t);
+/* The tensor's values on the host (copied into out[n]). */
+void s2s_tensor_read(s2s_graph *g, float *out, const s2s_tensor *t);
 
 /* Ops. Row-wise ops treat a tensor as [n / last_dim, last_dim]. */
 s2s_tensor *s2s_linear(s2s_graph *g, s2s_tensor *x /* [.., K] */, s2s_tensor *w /* [M, K] */,

@@ -165,6 +165,7 @@ s2s_model *s2s_model_student(s2s_model *teacher, const s2s_config *dec, uint64_t
 
 void s2s_model_free(s2s_model *m) {
     if (!m) return;
+    s2s_model_free_cuda(m);
     for (int i = 0; i < m->n_params; i++) {
         s2s_tensor *t = m->params[i].t;
         if (m->trainable) s2s_param_free(t);
@@ -198,8 +199,9 @@ static s2s_tensor *embed(s2s_graph *g, const s2s_model *m, s2s_tensor *table, co
     S2S_ASSERT(T <= m->cfg.max_len);
     s2s_tensor *e = s2s_embedding(g, table, ids, 2, (int[]){B, T});
     e = s2s_scale(g, e, sqrtf((float)D));
-    s2s_tensor *pe = s2s_tensor_new(g, 3, (int[]){B, T, D});
-    for (int b = 0; b < B; b++) memcpy(pe->data + (size_t)b * T * D, m->pe, (size_t)T * D * sizeof(float));
+    const float *pos = s2s_graph_is_cuda(g) ? m->dev_pe : m->pe;
+    S2S_ASSERT(pos != NULL); /* a CUDA graph needs s2s_model_to_cuda first */
+    s2s_tensor *pe = s2s_tensor_repeat(g, pos, B, 3, (int[]){B, T, D});
     return s2s_dropout(g, s2s_add(g, e, pe), dropout);
 }
 

@@ -57,6 +57,11 @@ typedef struct s2s_model {
     char *train_meta;     /* JSON from __metadata__["s2s.train"], or NULL */
     struct s2s_st_file *file; /* open mapping when weights point into it */
     int trainable;        /* weights are private, writable, with grads */
+    int on_cuda;          /* s2s_model_to_cuda: every param has dev_data (+ dev_grad if trainable) */
+    void *dev_block, *dev_grad_block; /* the device allocations behind them */
+    float *dev_pe;        /* [max_len, D] positions on the GPU */
+    size_t dev_floats;    /* floats in each device block (params padded to 64) */
+    double *dev_scratch;  /* [8] device doubles for reductions (gradient norm) */
 } s2s_model;
 
 /* New randomly initialised trainable model; takes ownership of the tokenizers. */
@@ -84,6 +89,15 @@ s2s_model *s2s_model_student(s2s_model *teacher, const s2s_config *dec, uint64_t
 /* Copy every weight of src whose name and shape dst also has (with_decoder = 0:
  * not the "dec.*" ones). Returns how many tensors were copied. dst is trainable. */
 int s2s_model_copy_matching(s2s_model *dst, const s2s_model *src, int with_decoder);
+
+/* GPU copies (model_cuda.c; with CUDA builds only, else they fail cleanly).
+ * to_cuda uploads every weight into one device block (and zeroed gradients into a
+ * second when trainable); host data stays valid but goes stale while training on
+ * the GPU: sync_host copies the device weights back (before a checkpoint is saved
+ * or host-side decoding reads them). Returns 0, or -1 with a message. */
+int s2s_model_to_cuda(s2s_model *m, char *err, size_t errlen);
+void s2s_model_sync_host(s2s_model *m);
+void s2s_model_free_cuda(s2s_model *m); /* also called by s2s_model_free */
 
 /* Checkpoints (checkpoint.c). Extra tensors/metadata let the trainer store its state. */
 typedef struct {

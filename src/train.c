@@ -14,6 +14,7 @@
 #include "io.h"
 #include "json.h"
 #include "kernels.h"
+#include "kernels_cuda.h"
 #include "metrics.h"
 #include "model.h"
 #include "optim.h"
@@ -243,9 +244,11 @@ static void set_train_meta(s2s_model *m, const s2s_train_opts *o, const trainer_
     m->train_meta = b.s;
 }
 
-static int save_last(s2s_model *m, const s2s_adamw *a, const trainer_state *ts, const char *path,
+static int save_last(s2s_model *m, s2s_adamw *a, const trainer_state *ts, const char *path,
                      char *err, size_t errlen) {
     int np = m->n_params;
+    s2s_model_sync_host(m); /* GPU training: bring weights and moments back first */
+    s2s_adamw_sync_host(a, m);
     s2s_extra_tensor *ex = s2s_xcalloc((size_t)2 * np, sizeof *ex);
     char (*names)[80] = s2s_xmalloc((size_t)2 * np * sizeof *names);
     for (int i = 0; i < np; i++) {
@@ -332,7 +335,7 @@ static double dev_loss(s2s_graph *g, const s2s_model *m, const dataset *dev, int
         batch_make(&bt, dev, idx + s, B);
         s2s_graph_reset(g);
         s2s_tensor *loss = forward_loss(g, m, &bt, 0.0f, 0.0f); /* plain CE */
-        sum += (double)loss->data[0] * bt.ntok;
+        sum += (double)s2s_tensor_item(g, loss) * bt.ntok;
         cnt += bt.ntok;
         batch_free(&bt);
     }
@@ -468,6 +471,13 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
     }
     s2s_adamw_init(&opt, m);
     if (resume && load_trainer(last_path, m, &opt, &ts, err, errlen) != 0) goto done;
+    if (o->cuda) { /* weights, gradients and Adam moments live on the GPU from here on */
+        if (s2s_model_to_cuda(m, err, errlen) != 0) goto done;
+        s2s_adamw_to_cuda(&opt, m);
+#ifdef S2S_CUDA
+        s2s_cuda_set_tf32(o->tf32);
+#endif
+    }
 
     if (dataset_make(&tr, tr_src, tr_tgt, ntr, m, o->train_src, o->quiet) == 0) {
         s2s_errf(err, errlen, "%s: no usable training pairs", o->train_src);
@@ -478,11 +488,13 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
 
     logf = fopen(log_path, "a");
     if (!o->quiet)
-        fprintf(stderr, "s2s train: %zu parameters (D=%d H=%d F=%d %d+%d layers, vocab %d/%d), %s at step %ld\n",
+        fprintf(stderr, "s2s train: %zu parameters (D=%d H=%d F=%d %d+%d layers, vocab %d/%d), %s at step %ld on %s\n",
                 s2s_model_param_count(m), m->cfg.d_model, m->cfg.n_heads, m->cfg.d_ff, m->cfg.enc_layers,
-                m->cfg.dec_layers, m->cfg.src_vocab, m->cfg.tgt_vocab, resume ? "resuming" : "starting", ts.step);
+                m->cfg.dec_layers, m->cfg.src_vocab, m->cfg.tgt_vocab, resume ? "resuming" : "starting", ts.step,
+                o->cuda ? s2s_cuda_device_name() : "the CPU");
 
-    g = s2s_graph_new();
+    g = o->cuda ? s2s_graph_new_cuda(err, errlen) : s2s_graph_new();
+    if (!g) goto done;
     s2s_graph_set_training(g, 1, &ts.rng);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -525,11 +537,12 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
         s2s_graph_backward(g, loss);
         double gn = s2s_clip_grad_norm(m, o->clip);
         s2s_adamw_step(&opt, m, lr, o->weight_decay, ts.step);
+        float lv = s2s_tensor_item(g, loss);
         ts.tokens += bt.ntok;
-        win_tok += bt.ntok; win_loss += loss->data[0]; win_n++;
+        win_tok += bt.ntok; win_loss += lv; win_n++;
         batch_free(&bt);
-        if (!isfinite(loss->data[0])) {
-            s2s_errf(err, errlen, "loss became %f at step %ld (try a lower --lr or longer --warmup)", loss->data[0], ts.step);
+        if (!isfinite(lv)) {
+            s2s_errf(err, errlen, "loss became %f at step %ld (try a lower --lr or longer --warmup)", lv, ts.step);
             goto done;
         }
 
@@ -553,6 +566,7 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
             if (save_last(m, &opt, &ts, last_path, err, errlen) != 0) goto done;
         } else if ((o->eval_every > 0 && ts.step % o->eval_every == 0) || last_step) {
             double vl = dev_loss(g, m, &dv, o->tokens_per_batch);
+            s2s_model_sync_host(m); /* host weights current for decoding and saving */
             double score = vl;
             if (strcmp(o->metric, "loss") != 0 && n_eval > 0) {
                 score = dev_metric(m, o->metric, dv_src, dv_tgt, n_eval, err, errlen);

@@ -34,6 +34,8 @@ typedef struct {
     const char *metric;       /* "wer", "per", "bleu", "chrf", or "loss" */
     int log_every;
     int threads;
+    int cuda;                 /* --device cuda: train on the GPU (kernels_cuda.h) */
+    int tf32;                 /* with cuda: cuBLAS may use TF32 tensor cores */
     int fresh;                /* ignore an existing out_dir/last.safetensors */
     int quiet;
     int save_fp16;            /* best.safetensors stored in fp16 */

@@ -1,6 +1,8 @@
 /* translate.c - the public translate path (include/s2s.h): tokenize, sort by
  * length into batches, encode on a no-grad graph, search (search.c), detokenize,
- * restore input order. */
+ * restore input order. A model on the GPU (s2s_use_cuda) encodes on a CUDA graph
+ * and decodes with the GPU decoder (decoder_cuda.cu: the registry picks it), which
+ * takes the encoder output in device memory. */
 #include <math.h>
 #include <string.h>
 
@@ -20,6 +22,8 @@ s2s_model *s2s_load(const char *path, char *err, size_t errlen) {
 void s2s_free(s2s_model *m) { s2s_model_free(m); }
 
 void s2s_threads(int n) { s2s_set_threads(n); }
+
+int s2s_use_cuda(s2s_model *m, char *err, size_t errlen) { return s2s_model_to_cuda(m, err, errlen); }
 
 void s2s_translate_opts_default(s2s_translate_opts *o) {
     o->beam = 1;
@@ -54,6 +58,10 @@ int s2s_translate(const s2s_model *m, const char *const *lines, int n,
         return -1;
     }
     for (int i = 0; i < n; i++) out[i] = NULL;
+    /* one graph per call: its arena holds one batch's encoder activations at a time */
+    s2s_graph *g = m->on_cuda ? s2s_graph_new_cuda(err, errlen) : s2s_graph_new();
+    if (!g) return -1;
+    s2s_graph_set_grad(g, 0);
     int maxs = m->cfg.max_len; /* tokens incl. </s> */
     int32_t **ids = s2s_xcalloc((size_t)n, sizeof *ids);
     lenidx *order = s2s_xmalloc((size_t)n * sizeof *order);
@@ -85,8 +93,6 @@ int s2s_translate(const s2s_model *m, const char *const *lines, int n,
     so.beam = o->beam;
     so.max_len = o->max_len;
     so.length_penalty = o->length_penalty;
-    s2s_graph *g = s2s_graph_new();
-    s2s_graph_set_grad(g, 0);
     int Bmax = o->batch;
     int32_t *src = s2s_xmalloc((size_t)Bmax * maxs * sizeof(int32_t));
     int32_t *slen = s2s_xmalloc((size_t)Bmax * sizeof(int32_t));
@@ -118,7 +124,9 @@ int s2s_translate(const s2s_model *m, const char *const *lines, int n,
         }
         s2s_graph_reset(g);
         s2s_tensor *enc = s2s_model_encode(g, m, src, slen, B, Ts, 0.0f);
-        s2s_search(m, enc->data, slen, B, Ts, &so, res, rlen, NULL);
+        /* host memory, or device memory for the GPU decoder (decoder.h) */
+        const float *encp = m->on_cuda ? enc->dev_data : enc->data;
+        s2s_search(m, encp, slen, B, Ts, &so, res, rlen, NULL);
         for (int b = 0; b < B; b++) {
             out[order[start + b].idx] = s2s_tok_decode(m->tgt_tok, res[b], rlen[b]);
             free(res[b]);

@@ -26,13 +26,15 @@ static void help(FILE *f) {
         "        --tokens-per-batch 4096 --max-steps 100000 --max-epochs 1000 --seed 1 --threads 1\n"
         "eval:   --eval-every 1000 --metric loss|wer|per|bleu|chrf --eval-max 1000 --patience 10\n"
         "other:  --log-every 100 --fresh (ignore OUT_DIR/last.safetensors) --quiet --fp16 (best in fp16)\n"
+        "device: --device cpu|cuda (cuda: train on the GPU; same checkpoints) --tf32 (cuda: TF32 matmuls)\n"
         "An existing OUT_DIR/last.safetensors is resumed exactly (weights, Adam state, data position, RNG).\n"
         "--init TEACHER with --decoder K whose decoder (K, --dec-layers, --dec-ffn) differs from TEACHER's:\n"
         "a distillation student with TEACHER's tokenizers, embeddings and encoder and a new random decoder.\n");
 }
 
 static int flagged(const char *key) {
-    return !strcmp(key, "joint-vocab") || !strcmp(key, "fresh") || !strcmp(key, "quiet") || !strcmp(key, "fp16");
+    return !strcmp(key, "joint-vocab") || !strcmp(key, "fresh") || !strcmp(key, "quiet") || !strcmp(key, "fp16") ||
+           !strcmp(key, "tf32");
 }
 
 /* Apply one option; returns 0, or -1 after printing an error. */
@@ -85,6 +87,12 @@ static int apply(s2s_train_opts *o, const char *C, const char *key, const char *
         if (key[0] == 's') o->src_tok = k; else o->tgt_tok = k;
         return 0;
     }
+    if (!strcmp(key, "device")) {
+        if (!strcmp(v, "cpu")) o->cuda = 0;
+        else if (!strcmp(v, "cuda")) o->cuda = 1;
+        else { fprintf(stderr, "s2s %s: --device must be cpu or cuda, not '%s'\n", C, v); return -1; }
+        return 0;
+    }
     if (!strcmp(key, "metric")) {
         static const char *ok[] = {"loss", "wer", "per", "bleu", "chrf"};
         for (int i = 0; i < 5; i++) if (!strcmp(v, ok[i])) { o->metric = ok[i]; return 0; }
@@ -99,6 +107,7 @@ static int apply(s2s_train_opts *o, const char *C, const char *key, const char *
         if (!strcmp(key, "joint-vocab")) o->joint_vocab = b;
         else if (!strcmp(key, "fresh")) o->fresh = b;
         else if (!strcmp(key, "quiet")) o->quiet = b;
+        else if (!strcmp(key, "tf32")) o->tf32 = b;
         else o->save_fp16 = b;
         return 0;
     }

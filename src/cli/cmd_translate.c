@@ -13,9 +13,11 @@
 
 static void help(FILE *f) {
     fprintf(f,
-            "usage: s2s translate [-m MODEL] [--beam K] [--batch N] [--threads T] [--max-len L]\n"
-            "                     [--length-penalty A] [--quiet] < input > output\n"
+            "usage: s2s translate [-m MODEL] [--device D] [--beam K] [--batch N] [--threads T]\n"
+            "                     [--max-len L] [--length-penalty A] [--quiet] < input > output\n"
             "  -m MODEL            model file (default: $S2S_MODEL or models/g2p-small.safetensors)\n"
+            "  --device D          cpu (default) or cuda: encode and decode on the GPU (fp32;\n"
+            "                      needs an s2s built with CUDA=1 and a CUDA device)\n"
             "  --beam K            beam size, 1 = greedy (default 1)\n"
             "  --batch N           sentences decoded together (default 32)\n"
             "  --threads T         compute threads (default 1)\n"
@@ -33,13 +35,21 @@ int s2s_cmd_translate(int argc, char **argv) {
     char *model_path = NULL;
     s2s_translate_opts o;
     s2s_translate_opts_default(&o);
-    int threads = 1, quiet = 0;
+    int threads = 1, quiet = 0, cuda = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(stdout); free(model_path); return 0; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!(v = s2s_arg_value(C, argc, argv, &i))) goto usage;
             free(model_path); model_path = strdup(v);
+        } else if (!strcmp(a, "--device")) {
+            if (!(v = s2s_arg_value(C, argc, argv, &i))) goto usage;
+            if (!strcmp(v, "cpu")) cuda = 0;
+            else if (!strcmp(v, "cuda")) cuda = 1;
+            else {
+                fprintf(stderr, "s2s translate: --device: expected cpu or cuda, got '%s'\n", v);
+                goto usage;
+            }
         } else if (!strcmp(a, "--beam")) {
             if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 1, 256, &o.beam)) goto usage;
         } else if (!strcmp(a, "--batch")) {
@@ -65,6 +75,12 @@ int s2s_cmd_translate(int argc, char **argv) {
     double t0 = s2s_now();
     s2s_model *m = s2s_load(model_path, err, sizeof err);
     if (!m) { fprintf(stderr, "s2s translate: %s\n", err); free(model_path); return 1; }
+    if (cuda && s2s_use_cuda(m, err, sizeof err) != 0) {
+        fprintf(stderr, "s2s translate: %s\n", err);
+        s2s_free(m);
+        free(model_path);
+        return 1;
+    }
     double t_load = s2s_now() - t0, t_dec = 0;
     size_t total = 0, out_chars = 0, chunk = 4096;
     int eof = 0, rc = 0;
@@ -102,9 +118,13 @@ int s2s_cmd_translate(int argc, char **argv) {
         if (rc) break;
     }
     if (ferror(stdout)) { fprintf(stderr, "s2s translate: error writing the output\n"); rc = 1; }
-    if (!quiet && rc == 0)
-        fprintf(stderr, "s2s translate: %zu lines in %.3f s (%.1f lines/s; load %.3f s; beam %d, batch %d, %d threads)\n",
-                total, t_dec, t_dec > 0 ? (double)total / t_dec : 0.0, t_load, o.beam, o.batch, threads);
+    if (!quiet && rc == 0) {
+        char where[64];
+        if (cuda) snprintf(where, sizeof where, "cuda");
+        else snprintf(where, sizeof where, "%d threads", threads);
+        fprintf(stderr, "s2s translate: %zu lines in %.3f s (%.1f lines/s; load %.3f s; beam %d, batch %d, %s)\n",
+                total, t_dec, t_dec > 0 ? (double)total / t_dec : 0.0, t_load, o.beam, o.batch, where);
+    }
     s2s_free(m);
     free(model_path);
     return rc;

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# device-gpu.sh - run s2s on a rented GPU machine that has the CUDA driver and
+# toolkit but none of our Debian libraries. Binaries are built here with
+# `make CUDA=1 MARCH=x86-64-v3 BUILD=build-dev` and travel in build-dev/ with
+# build-dev/bundle.tar.xz (OpenBLAS, libgomp, Criterion and their libraries) and
+# build-dev/data/ (the prepared data sets). docs/RESULTS.md says which run made
+# which model.
+#
+#   bash scripts/device-gpu.sh test [FILTER]          run build-dev/s2s_tests (CUDA suites by default)
+#   bash scripts/device-gpu.sh start NAME SECS ARGS   start `s2s train --device cuda -o runs/NAME ARGS`
+#                                                     in the background for at most SECS (SIGTERM
+#                                                     then: the trainer saves last.safetensors)
+#   bash scripts/device-gpu.sh wait SECS NAME...      print progress every 60 s for SECS
+#   bash scripts/device-gpu.sh stop NAME...           SIGTERM the runs and wait for their saves
+#   bash scripts/device-gpu.sh collect NAME...        checkpoints (split into 15 MB parts) + logs -> $OUT
+# Every subcommand first unpacks the libraries (once per machine).
+set -u
+cd "$(dirname "$0")/.."
+L=/tmp/s2s-lib
+if [ ! -f $L/.done ]; then
+    mkdir -p $L && tar xJf build-dev/bundle.tar.xz -C $L && touch $L/.done
+fi
+export LD_LIBRARY_PATH=$L:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export S2S_DATA=${S2S_DATA:-build-dev/data}
+cmd=${1:-}; shift || true
+case "$cmd" in
+test)
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    S2S_BIN=build-dev/s2s build-dev/s2s_tests --filter="${1:-cuda*/*}" --verbose=0 -j1 2>&1
+    ;;
+start)
+    name=$1; secs=$2; shift 2
+    mkdir -p runs/$name
+    setsid timeout -s TERM "$secs" build-dev/s2s train --device cuda -o runs/$name "$@" \
+        > runs/$name/stderr.log 2>&1 < /dev/null &
+    echo "started $name (pid $!) for at most $secs s"
+    ;;
+wait)
+    secs=$1; shift
+    end=$((SECONDS + secs))
+    while [ $SECONDS -lt $end ]; do
+        sleep $(( end - SECONDS < 60 ? end - SECONDS : 60 ))
+        for n in "$@"; do echo "== $n: $(grep -v '^eval' runs/$n/stderr.log | tail -n 1)"; grep '^eval' runs/$n/stderr.log | tail -n 1; done
+        nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+    done
+    ;;
+stop)
+    for n in "$@"; do pkill -TERM -f "runs/$n( |$)" ; done
+    for i in $(seq 60); do pgrep -f "s2s train" >/dev/null || break; sleep 1; done
+    for n in "$@"; do tail -n 3 runs/$n/stderr.log; done
+    ;;
+collect)
+    for n in "$@"; do
+        for f in best last; do
+            [ -f runs/$n/$f.safetensors ] && split -b 15M -d runs/$n/$f.safetensors "$OUT/$n.$f.part"
+        done
+        cp runs/$n/train.log "$OUT/$n.train.log"; cp runs/$n/stderr.log "$OUT/$n.stderr.log"
+    done
+    ls -la "$OUT"
+    ;;
+*) sed -n 2,20p "$0"; exit 2 ;;
+esac
