@@ -73,6 +73,7 @@ static void cuda_fail(const char *what, const char *msg, const char *file, int l
 
 static cublasHandle_t g_blas;  /* created on first use */
 static int g_tf32;             /* cuBLAS math mode: 0 strict fp32, 1 TF32 tensor cores */
+static int g_bf16;             /* 1: GEMMs through cublasGemmEx with CUBLAS_COMPUTE_32F_FAST_16BF */
 static int g_sms;              /* multiprocessors of the current device (0: not asked yet) */
 static void *g_scratch;        /* internal scratch (attention dS, reduction partials) */
 static size_t g_scratch_bytes;
@@ -210,6 +211,17 @@ static void gemm_sb(int ta, int tb, int M, int N, int K, float alpha, const floa
         return;
     }
     const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (g_bf16) { /* mixed precision: fp32 in and out, bf16 tensor-core products, fp32 sums */
+        if (batch == 1)
+            CUBLAS_CHECK(cublasGemmEx(blas(), opb, opa, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F,
+                                      lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF,
+                                      CUBLAS_GEMM_DEFAULT));
+        else
+            CUBLAS_CHECK(cublasGemmStridedBatchedEx(blas(), opb, opa, N, M, K, &alpha, B, CUDA_R_32F, ldb, sB,
+                                                    A, CUDA_R_32F, lda, sA, &beta, C, CUDA_R_32F, ldc, sC,
+                                                    batch, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+        return;
+    }
     if (batch == 1)
         CUBLAS_CHECK(cublasSgemm(blas(), opb, opa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
     else
@@ -872,6 +884,11 @@ void s2s_cuda_memset0(void *p, size_t bytes) {
 }
 
 void s2s_cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
+
+void s2s_cuda_set_precision(int mode) {
+    g_bf16 = mode == S2S_PREC_BF16;
+    s2s_cuda_set_tf32(mode == S2S_PREC_TF32);
+}
 
 void s2s_cuda_set_tf32(int on) {
     g_tf32 = on ? 1 : 0;

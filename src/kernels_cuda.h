@@ -12,7 +12,7 @@
  * pointer argument is a device pointer (including int32 ids, lengths and targets).
  * All work is queued on one stream (the legacy default stream) in order; host-side
  * reads go through s2s_cuda_download (synchronous). cuBLAS runs fp32 by default;
- * s2s_cuda_set_tf32(1) lets it use TF32 tensor cores.
+ * s2s_cuda_set_precision picks TF32 tensor cores or bf16 mixed precision instead.
  * Tests: tests/test_cuda.c checks each kernel against s2s_kref_* (skipped cleanly
  * when no GPU is present). */
 #ifndef S2S_KERNELS_CUDA_H
@@ -44,6 +44,16 @@ void s2s_cuda_copy(void *dst_dev, const void *src_dev, size_t bytes);
 void s2s_cuda_memset0(void *p, size_t bytes);
 void s2s_cuda_sync(void);
 void s2s_cuda_set_tf32(int on); /* cuBLAS math mode: 0 = strict fp32 (default) */
+/* Precision of every matmul (cuBLAS), process-wide:
+ *   S2S_PREC_FP32  strict fp32 (default)
+ *   S2S_PREC_TF32  TF32 tensor cores (10-bit mantissa inputs, fp32 sums)
+ *   S2S_PREC_BF16  mixed precision: inputs rounded to bf16 on the tensor cores
+ *                  (CUBLAS_COMPUTE_32F_FAST_16BF), fp32 sums, fp32 storage; weights,
+ *                  gradients and AdamW stay fp32 (the master copy), and bf16 has
+ *                  fp32's exponent range, so no loss scaling is needed.
+ * Every other kernel (softmax, LayerNorm, losses, optimizer) stays fp32. */
+enum { S2S_PREC_FP32 = 0, S2S_PREC_TF32 = 1, S2S_PREC_BF16 = 2 };
+void s2s_cuda_set_precision(int mode);
 
 S2S_KERNEL_DECLS(s2s_kcu_)
 S2S_RNN_KERNEL_DECLS(s2s_kcu_)

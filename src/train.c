@@ -475,7 +475,7 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
         if (s2s_model_to_cuda(m, err, errlen) != 0) goto done;
         s2s_adamw_to_cuda(&opt, m);
 #ifdef S2S_CUDA
-        s2s_cuda_set_tf32(o->tf32);
+        s2s_cuda_set_precision(o->bf16 ? S2S_PREC_BF16 : o->tf32 ? S2S_PREC_TF32 : S2S_PREC_FP32);
 #endif
     }
 

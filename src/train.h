@@ -36,6 +36,7 @@ typedef struct {
     int threads;
     int cuda;                 /* --device cuda: train on the GPU (kernels_cuda.h) */
     int tf32;                 /* with cuda: cuBLAS may use TF32 tensor cores */
+    int bf16;                 /* with cuda: bf16 mixed-precision matmuls (kernels_cuda.h) */
     int fresh;                /* ignore an existing out_dir/last.safetensors */
     int quiet;
     int save_fp16;            /* best.safetensors stored in fp16 */

@@ -27,6 +27,7 @@ static void help(FILE *f) {
         "eval:   --eval-every 1000 --metric loss|wer|per|bleu|chrf --eval-max 1000 --patience 10\n"
         "other:  --log-every 100 --fresh (ignore OUT_DIR/last.safetensors) --quiet --fp16 (best in fp16)\n"
         "device: --device cpu|cuda (cuda: train on the GPU; same checkpoints) --tf32 (cuda: TF32 matmuls)\n"
+        "        --bf16 (cuda: mixed precision, bf16 matmuls with fp32 sums and fp32 master weights)\n"
         "An existing OUT_DIR/last.safetensors is resumed exactly (weights, Adam state, data position, RNG).\n"
         "--init TEACHER with --decoder K whose decoder (K, --dec-layers, --dec-ffn) differs from TEACHER's:\n"
         "a distillation student with TEACHER's tokenizers, embeddings and encoder and a new random decoder.\n");
@@ -34,7 +35,7 @@ static void help(FILE *f) {
 
 static int flagged(const char *key) {
     return !strcmp(key, "joint-vocab") || !strcmp(key, "fresh") || !strcmp(key, "quiet") || !strcmp(key, "fp16") ||
-           !strcmp(key, "tf32");
+           !strcmp(key, "tf32") || !strcmp(key, "bf16");
 }
 
 /* Apply one option; returns 0, or -1 after printing an error. */
@@ -108,6 +109,7 @@ static int apply(s2s_train_opts *o, const char *C, const char *key, const char *
         else if (!strcmp(key, "fresh")) o->fresh = b;
         else if (!strcmp(key, "quiet")) o->quiet = b;
         else if (!strcmp(key, "tf32")) o->tf32 = b;
+        else if (!strcmp(key, "bf16")) o->bf16 = b;
         else o->save_fp16 = b;
         return 0;
     }
