@@ -104,6 +104,9 @@ $(BUILD)/s2s: $(CLI_OBJ) $(BUILD)/libs2s.a
 $(BUILD)/bench_s2s: bench/bench_s2s.c $(BUILD)/libs2s.a $(wildcard src/*.h include/*.h)
 	$(CC) $(CFLAGS) -o $@ bench/bench_s2s.c $(BUILD)/libs2s.a $(LDLIBS)
 
+$(BUILD)/step_cost: bench/step_cost.c $(BUILD)/libs2s.a $(wildcard src/*.h include/*.h)
+	$(CC) $(CFLAGS) -o $@ bench/step_cost.c $(BUILD)/libs2s.a $(LDLIBS)
+
 $(BUILD)/s2s_tests: $(TEST_OBJ) $(BUILD)/libs2s.a
 	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libs2s.a $(LDLIBS) -lcriterion
 

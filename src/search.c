@@ -5,7 +5,15 @@
  * Beam: K rows per live sentence; each step takes the top 2K of K*V candidates,
  * EOS candidates among the first K finish a hypothesis (normalised by
  * len^length_penalty), the others refill the K rows; a sentence is done when it
- * has K finished hypotheses or reaches its length limit. */
+ * has K finished hypotheses or reaches its length limit.
+ *
+ * A model on the GPU (m->on_cuda: the registry gave decoder_cuda.cu's ops) steps
+ * through s2s_dec_cuda_step_top instead of ops->step: the argmax (greedy), or each
+ * row's top 2K log-probabilities (beam), is picked on the device and only that comes
+ * back, instead of N x V logits scanned here. Beam search needs no more: a candidate
+ * among a sentence's top 2K is among its row's top 2K (bscore is the same for the whole
+ * row), and the candidates are pushed in the same order (row, then token). Greedy with
+ * a score still takes the logits (the log-sum-exp of every row). */
 #include "search.h"
 
 #include <math.h>
@@ -16,6 +24,21 @@
 #include "kernels.h"
 #include "model.h"
 #include "tokenizer.h"
+
+#ifdef S2S_CUDA
+/* decoder_cuda.cu: a step of a GPU decoder state whose selection runs on the device:
+ * k <= 0: tok[r] = argmax of row r (first maximum); k >= 1: each row's kk = min(k, V)
+ * best tokens by log-softmax (ties to the lower token) in increasing token order, in
+ * tok[r * kk + i], their log-probabilities in val[r * kk + i]. Returns kk (1 for k <= 0). */
+int s2s_dec_cuda_step_top(void *st, const int32_t *tokens, int N, int k, int32_t *tok, float *val);
+#define DEV_TOP(m) ((m)->on_cuda)
+#else
+static int s2s_dec_cuda_step_top(void *st, const int32_t *tokens, int N, int k, int32_t *tok, float *val) {
+    S2S_ASSERT(0 && "no GPU decoder in this build");
+    return 0;
+}
+#define DEV_TOP(m) 0
+#endif
 
 void s2s_search_opts_default(s2s_search_opts *o) {
     o->beam = 1;
@@ -42,10 +65,12 @@ static void greedy(const s2s_model *m, const s2s_decoder_ops *ops, const float *
     for (int b = 0; b < B; b++) { lim[b] = limit_for(m, o, src_len[b]); if (lim[b] > maxT) maxT = lim[b]; }
     void *st = ops->start(m, enc, src_len, B, Ts, 1, maxT + 1);
     int N = B;
+    const int dev = DEV_TOP(m) && !score; /* the argmax on the device */
     int32_t *sent = s2s_xmalloc((size_t)B * sizeof(int32_t)); /* row -> sentence */
     int32_t *tok = s2s_xmalloc((size_t)B * sizeof(int32_t));
     int32_t *keep = s2s_xmalloc((size_t)B * sizeof(int32_t));
-    float *logits = s2s_xmalloc((size_t)B * V * sizeof(float));
+    int32_t *dbest = dev ? s2s_xmalloc((size_t)B * sizeof(int32_t)) : NULL;
+    float *logits = dev ? NULL : s2s_xmalloc((size_t)B * V * sizeof(float));
     double *lp = s2s_xcalloc((size_t)B, sizeof(double));
     for (int b = 0; b < B; b++) {
         sent[b] = b; tok[b] = S2S_BOS;
@@ -53,16 +78,21 @@ static void greedy(const s2s_model *m, const s2s_decoder_ops *ops, const float *
         out_len[b] = 0;
     }
     for (int t = 0; N > 0; t++) {
-        ops->step(st, logits, tok, N);
+        if (dev) s2s_dec_cuda_step_top(st, tok, N, 0, dbest, NULL);
+        else ops->step(st, logits, tok, N);
         int N2 = 0;
         for (int r = 0; r < N; r++) {
-            const float *lr = logits + (size_t)r * V;
             int best = 0;
-            for (int v = 1; v < V; v++) if (lr[v] > lr[best]) best = v;
-            if (score) { /* log-probability of the argmax */
-                double mx = lr[best], z = 0;
-                for (int v = 0; v < V; v++) z += exp((double)lr[v] - mx);
-                lp[sent[r]] -= log(z);
+            if (dev) {
+                best = dbest[r];
+            } else {
+                const float *lr = logits + (size_t)r * V;
+                for (int v = 1; v < V; v++) if (lr[v] > lr[best]) best = v;
+                if (score) { /* log-probability of the argmax */
+                    double mx = lr[best], z = 0;
+                    for (int v = 0; v < V; v++) z += exp((double)lr[v] - mx);
+                    lp[sent[r]] -= log(z);
+                }
             }
             int b = sent[r];
             if (best == S2S_EOS) continue;
@@ -75,7 +105,7 @@ static void greedy(const s2s_model *m, const s2s_decoder_ops *ops, const float *
     }
     if (score) for (int b = 0; b < B; b++) score[b] = (float)(lp[b] / pow((double)out_len[b] + 1, o->length_penalty));
     ops->free(st);
-    free(lim); free(sent); free(tok); free(keep); free(logits); free(lp);
+    free(lim); free(sent); free(tok); free(keep); free(logits); free(lp); free(dbest);
 }
 
 typedef struct { float s; int row, tok; } cand;
@@ -112,7 +142,11 @@ static void beam_search(const s2s_model *m, const s2s_decoder_ops *ops, const fl
     for (int b = 0; b < B; b++) { lim[b] = limit_for(m, o, src_len[b]); if (lim[b] > maxT) maxT = lim[b]; }
     void *st = ops->start(m, enc, src_len, B, Ts, K, maxT + 1);
     int NK = B * K;
-    float *logits = s2s_xmalloc((size_t)NK * V * sizeof(float));
+    const int dev = DEV_TOP(m); /* each row's top 2K on the device */
+    int kc = 2 * K < V ? 2 * K : V; /* candidates per row from the device */
+    float *logits = dev ? NULL : s2s_xmalloc((size_t)NK * V * sizeof(float));
+    float *cval = dev ? s2s_xmalloc((size_t)NK * kc * sizeof(float)) : NULL;
+    int32_t *ctok = dev ? s2s_xmalloc((size_t)NK * kc * sizeof(int32_t)) : NULL;
     float *bscore = s2s_xmalloc((size_t)NK * sizeof(float));    /* cumulative logprob per row */
     int32_t *hist = s2s_xmalloc((size_t)NK * (maxT + 1) * sizeof(int32_t));
     int32_t *hist2 = s2s_xmalloc((size_t)NK * (maxT + 1) * sizeof(int32_t));
@@ -132,14 +166,23 @@ static void beam_search(const s2s_model *m, const s2s_decoder_ops *ops, const fl
     for (int r = 0; r < NK; r++) tok[r] = S2S_BOS;
     for (int t = 0; nlive > 0; t++) {
         int N = nlive * K;
-        ops->step(st, logits, tok, N);
-        s2s_k_logsoftmax_fwd(logits, logits, N, V);
+        if (dev) kc = s2s_dec_cuda_step_top(st, tok, N, 2 * K, ctok, cval);
+        else {
+            ops->step(st, logits, tok, N);
+            s2s_k_logsoftmax_fwd(logits, logits, N, V);
+        }
         int nlive2 = 0, N2 = 0;
         for (int si = 0; si < nlive; si++) {
             int b = live[si], hs = 0;
             for (int k = 0; k < K; k++) {
                 int r = si * K + k;
                 if (bscore[r] == -INFINITY) continue;
+                if (dev) { /* the row's top kc, in token order */
+                    const float *cv = cval + (size_t)r * kc;
+                    const int32_t *ct = ctok + (size_t)r * kc;
+                    for (int i = 0; i < kc; i++) heap_push(heap, &hs, 2 * K, (cand){bscore[r] + cv[i], r, ct[i]});
+                    continue;
+                }
                 const float *lr = logits + (size_t)r * V;
                 for (int v = 0; v < V; v++) heap_push(heap, &hs, 2 * K, (cand){bscore[r] + lr[v], r, v});
             }
@@ -189,7 +232,7 @@ static void beam_search(const s2s_model *m, const s2s_decoder_ops *ops, const fl
     }
     ops->free(st);
     free(lim); free(logits); free(bscore); free(hist); free(hist2); free(tok); free(keep);
-    free(nscore); free(ntok); free(live); free(best); free(nfin); free(heap);
+    free(nscore); free(ntok); free(live); free(best); free(nfin); free(heap); free(cval); free(ctok);
 }
 
 size_t s2s_search_bytes(const s2s_model *m, const int32_t *src_len, int B, int Ts,
