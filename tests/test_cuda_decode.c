@@ -84,32 +84,18 @@ int s2s_dec_cuda_step_top(void *st, const int32_t *tokens, int N, int k, int32_t
 /* Tiny random model of a decoder kind, with random biases and LayerNorm parameters too
  * (so every path carries signal). */
 static s2s_model *tiny(const char *kind, int ffn, int gelu, int D, int H, int F, int Ld, uint64_t seed) {
-    char **src, **tgt;
-    int n = 200;
-    tu_reverse_task(&src, &tgt, n, seed);
-    char err[256];
-    s2s_tokenizer *st = s2s_tok_learn(S2S_TOK_CHAR, (const char *const *)src, (size_t)n, 0, 1, err, sizeof err);
-    s2s_tokenizer *tt = s2s_tok_learn(S2S_TOK_SYMBOL, (const char *const *)tgt, (size_t)n, 0, 1, err, sizeof err);
-    for (int i = 0; i < n; i++) { free(src[i]); free(tgt[i]); }
-    free(src); free(tgt);
-    cr_assert(st && tt);
     s2s_config c;
     s2s_config_default(&c);
     c.d_model = D; c.n_heads = H; c.d_ff = F; c.enc_layers = 2; c.dec_layers = Ld;
-    c.src_vocab = s2s_tok_vocab_size(st);
-    c.tgt_vocab = s2s_tok_vocab_size(tt);
     c.max_len = 64;
     c.activation = gelu ? S2S_ACT_GELU : S2S_ACT_RELU;
     snprintf(c.decoder, sizeof c.decoder, "%s", kind);
     c.dec_ffn = ffn;
-    cr_assert_eq(s2s_config_check(&c, err, sizeof err), 0, "%s", err);
-    s2s_model *m = s2s_model_create(&c, st, tt, seed);
-    uint64_t rng = seed * 7 + 3;
-    for (int i = 0; i < m->n_params; i++) {
-        s2s_tensor *t = m->params[i].t;
-        if (t->ndim == 1)
-            for (size_t j = 0; j < t->n; j++) t->data[j] += 0.2f * s2s_rng_normal(&rng);
-        else /* larger weights than the init: peaked attention, logits that differ visibly */
+    s2s_model *m = tu_model_for(c, seed);
+    tu_perturb_vectors(m, seed);
+    for (int i = 0; i < m->n_params; i++) { /* larger weights than the init: peaked attention, */
+        s2s_tensor *t = m->params[i].t;      /* logits that differ visibly */
+        if (t->ndim == 2)
             for (size_t j = 0; j < t->n; j++) t->data[j] *= 4.0f;
     }
     return m;

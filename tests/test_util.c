@@ -86,7 +86,7 @@ void tu_write_reverse_task(const char *dir, const char *name, int n, uint64_t se
     free(src); free(tgt);
 }
 
-s2s_model *tu_tiny_model(int D, int H, int F, int Le, int Ld, uint64_t seed) {
+s2s_model *tu_model_for(s2s_config c, uint64_t seed) {
     char **src, **tgt;
     int n = 200;
     tu_reverse_task(&src, &tgt, n, seed);
@@ -96,13 +96,27 @@ s2s_model *tu_tiny_model(int D, int H, int F, int Le, int Ld, uint64_t seed) {
     for (int i = 0; i < n; i++) { free(src[i]); free(tgt[i]); }
     free(src); free(tgt);
     if (!st || !tt) abort();
+    c.src_vocab = s2s_tok_vocab_size(st);
+    c.tgt_vocab = s2s_tok_vocab_size(tt);
+    if (s2s_config_check(&c, err, sizeof err) != 0) { fprintf(stderr, "tu_model_for: %s\n", err); abort(); }
+    return s2s_model_create(&c, st, tt, seed);
+}
+
+s2s_model *tu_tiny_model(int D, int H, int F, int Le, int Ld, uint64_t seed) {
     s2s_config c;
     s2s_config_default(&c);
     c.d_model = D; c.n_heads = H; c.d_ff = F; c.enc_layers = Le; c.dec_layers = Ld;
-    c.src_vocab = s2s_tok_vocab_size(st);
-    c.tgt_vocab = s2s_tok_vocab_size(tt);
     c.max_len = 64;
-    return s2s_model_create(&c, st, tt, seed);
+    return tu_model_for(c, seed);
+}
+
+void tu_perturb_vectors(s2s_model *m, uint64_t seed) {
+    uint64_t rng = seed * 7 + 3;
+    for (int i = 0; i < m->n_params; i++) {
+        s2s_tensor *t = m->params[i].t;
+        if (t->ndim == 1)
+            for (size_t j = 0; j < t->n; j++) t->data[j] += 0.2f * s2s_rng_normal(&rng);
+    }
 }
 
 int tu_run(const char *cmd, char **output) {

@@ -18,6 +18,13 @@ char *tu_path(const char *dir, const char *file); /* malloc'd dir/file */
 void tu_write(const char *path, const char *text);
 /* Tiny random model with char/symbol tokenizers learned from the reverse task. */
 s2s_model *tu_tiny_model(int D, int H, int F, int Le, int Ld, uint64_t seed);
+/* A random model of config c (decoder kind, sizes, activation... as given) whose
+ * vocabularies are the reverse task's char/symbol tokenizers (c's vocab sizes are
+ * replaced); aborts if c is invalid. */
+s2s_model *tu_model_for(s2s_config c, uint64_t seed);
+/* Add 0.2 * N(0,1) noise to every 1-D parameter (biases, LayerNorm) so every path of
+ * a fresh model carries signal. */
+void tu_perturb_vectors(s2s_model *m, uint64_t seed);
 /* Reverse-string task: src "abc", tgt "c b a"; n lines each, malloc'd. */
 void tu_reverse_task(char ***src, char ***tgt, int n, uint64_t seed);
 /* Write the reverse task as DIR/NAME.src and DIR/NAME.tgt (n lines each). */
