@@ -7,7 +7,7 @@
 #   make bench-gpu  the GPU benchmark against PyTorch (bench/gpu.sh: needs a GPU and python3 with CUDA torch)
 #   make demo       the main job: run the shipped models side by side
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS each; make tsan: thread-safety under TSan
-# Switches: SAN=1, OPENMP=0, NATIVE=0 (no -march), MARCH=x86-64-v3 (portable AVX2 build), DEBUG=1,
+# Switches: V=1 (echo commands), SAN=1, OPENMP=0, NATIVE=0 (no -march), MARCH=x86-64-v3 (portable AVX2 build), DEBUG=1,
 #   CUDA=1/0 (default: 1 when nvcc is found and SAN=0; the GPU backend, src/*.cu),
 #   CUDA_ARCH (default 80 90: sm_80 and sm_90 machine code plus compute_90 PTX).
 CC      ?= cc
@@ -21,6 +21,9 @@ else
 CUDA    ?= 0
 endif
 CUDA_ARCH ?= 80 90
+# V=1 prints every compiler command
+V       ?= 0
+Q       := $(if $(filter 1,$(V)),,@)
 OPENMP  ?= 1
 NATIVE  ?= 1
 MARCH   ?= native
@@ -83,32 +86,41 @@ check-deps:
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC $@"
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/obj/%.cu.o: src/%.cu $(wildcard src/*.h include/*.h)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -c $< -o $@
+	@echo "  NVCC $@"
+	$(Q)$(NVCC) $(NVFLAGS) -c $< -o $@
 $(BUILD)/obj/cli/%.o: src/cli/%.c $(wildcard src/*.h src/cli/*.h include/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc/cli -c $< -o $@
+	@echo "  CC $@"
+	$(Q)$(CC) $(CFLAGS) -Isrc/cli -c $< -o $@
 $(BUILD)/obj/tests/%.o: tests/%.c $(wildcard src/*.h tests/*.h include/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -c $< -o $@
+	@echo "  CC $@"
+	$(Q)$(CC) $(CFLAGS) -Itests -c $< -o $@
 
 $(BUILD)/libs2s.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@echo "  AR $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/s2s: $(CLI_OBJ) $(BUILD)/libs2s.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libs2s.a $(LDLIBS)
+	@echo "  CC $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libs2s.a $(LDLIBS)
 
 $(BUILD)/bench_s2s: bench/bench_s2s.c $(BUILD)/libs2s.a $(wildcard src/*.h include/*.h)
-	$(CC) $(CFLAGS) -o $@ bench/bench_s2s.c $(BUILD)/libs2s.a $(LDLIBS)
+	@echo "  CC $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ bench/bench_s2s.c $(BUILD)/libs2s.a $(LDLIBS)
 
 $(BUILD)/step_cost: bench/step_cost.c $(BUILD)/libs2s.a $(wildcard src/*.h include/*.h)
-	$(CC) $(CFLAGS) -o $@ bench/step_cost.c $(BUILD)/libs2s.a $(LDLIBS)
+	@echo "  CC $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ bench/step_cost.c $(BUILD)/libs2s.a $(LDLIBS)
 
 $(BUILD)/s2s_tests: $(TEST_OBJ) $(BUILD)/libs2s.a
-	$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libs2s.a $(LDLIBS) -lcriterion
+	@echo "  CC $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libs2s.a $(LDLIBS) -lcriterion
 
 # Tests run from the repo root (they read tests/data/ and models/); the CLI tests use $(BUILD)/s2s.
 test:
@@ -144,4 +156,4 @@ tsan:
 	@bash tests/tsan.sh
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-nocuda
