@@ -5,7 +5,7 @@
 
 void s2s_dec_linear(float *y, const float *x, const s2s_lin_p *p, int N, int K, int M) {
     const float *b = p->b ? p->b->data : NULL;
-    if (p->w->half && N <= 16) s2s_k_linear_f16_fwd(y, x, p->w->half, b, N, K, M);
+    if (p->w->half && N <= S2S_F16_MAX_ROWS) s2s_k_linear_f16_fwd(y, x, p->w->half, b, N, K, M);
     else s2s_k_linear_fwd(y, x, p->w->data, b, N, K, M);
 }
 

@@ -104,8 +104,8 @@ static void *r_start(const s2s_model *m, const float *enc, const int32_t *src_le
         memset(s->hs[l], 0, (size_t)s->Nmax * D * sizeof(float)); /* zero initial state */
         if (s->cs[l]) memset(s->cs[l], 0, (size_t)s->Nmax * D * sizeof(float));
         const s2s_dec_layer *Ly = &m->dec[l];
-        s2s_k_linear_fwd(s->ck[l], enc, Ly->ck.w->data, Ly->ck.b->data, B * Ts, D, D);
-        s2s_k_linear_fwd(s->cv[l], enc, Ly->cv.w->data, Ly->cv.b->data, B * Ts, D, D);
+        s2s_dec_linear(s->ck[l], enc, &Ly->ck, B * Ts, D, D);
+        s2s_dec_linear(s->cv[l], enc, &Ly->cv, B * Ts, D, D);
     }
     return s;
 }

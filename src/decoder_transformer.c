@@ -51,8 +51,8 @@ static void *t_start(const s2s_model *m, const float *enc, const int32_t *src_le
         s->ck[l] = s2s_xmalloc((size_t)B * Ts * D * sizeof(float));
         s->cv[l] = s2s_xmalloc((size_t)B * Ts * D * sizeof(float));
         const s2s_dec_layer *Ly = &m->dec[l];
-        s2s_k_linear_fwd(s->ck[l], enc, Ly->ck.w->data, Ly->ck.b->data, B * Ts, D, D);
-        s2s_k_linear_fwd(s->cv[l], enc, Ly->cv.w->data, Ly->cv.b->data, B * Ts, D, D);
+        s2s_dec_linear(s->ck[l], enc, &Ly->ck, B * Ts, D, D);
+        s2s_dec_linear(s->cv[l], enc, &Ly->cv, B * Ts, D, D);
     }
     s->tmp = s2s_xmalloc(cache * sizeof(float));
     s->x = s2s_xmalloc(Nm * D * sizeof(float)); s->h = s2s_xmalloc(Nm * D * sizeof(float));

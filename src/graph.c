@@ -369,7 +369,10 @@ s2s_tensor *s2s_linear(s2s_graph *g, s2s_tensor *x, s2s_tensor *w, s2s_tensor *b
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = M;
     s2s_tensor *y = tensor_out(g, x->ndim, shape);
-    KERN(linear_fwd)(DAT(y), DAT(x), DAT(w), b ? DAT(b) : NULL, N, K, M);
+    if (!g->cuda && w->half && N <= S2S_F16_MAX_ROWS) /* inference on an fp16 model, few rows */
+        s2s_k_linear_f16_fwd(y->data, x->data, w->half, b ? b->data : NULL, N, K, M);
+    else
+        KERN(linear_fwd)(DAT(y), DAT(x), DAT(w), b ? DAT(b) : NULL, N, K, M);
     node *nd = record(g, OP_LINEAR, y, x, w, b);
     if (nd) { nd->ia[0] = N; nd->ia[1] = K; nd->ia[2] = M; }
     return y;
