@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -85,6 +86,14 @@ int s2s_write_file_atomic(const char *path, const void *data, size_t n, char *er
         s2s_errf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         unlink(tmp); free(tmp); return -1;
     }
+    s2s_fsync_parent(path);
     free(tmp);
     return 0;
+}
+
+void s2s_fsync_parent(const char *path) {
+    char *copy = s2s_xstrdup(path);
+    int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) { (void)fsync(dfd); close(dfd); }
+    free(copy);
 }

@@ -46,5 +46,7 @@ float s2s_rng_normal(uint64_t *state);            /* N(0, 1) */
  * Returns 0 on success, -1 with a message in err. */
 int s2s_write_file_atomic(const char *path, const void *data, size_t n, char *err,
                           size_t errlen);
+/* fsync the directory holding path, so a rename into it is durable (best effort). */
+void s2s_fsync_parent(const char *path);
 
 #endif

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -581,14 +580,6 @@ static int write_all(int fd, const void *buf, size_t n) {
     return 0;
 }
 
-/* fsync the directory holding path so the rename itself is durable (best effort). */
-static void fsync_parent(const char *path) {
-    char *copy = s2s_xstrdup(path);
-    int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) { (void)fsync(dfd); close(dfd); }
-    free(copy);
-}
-
 /* Test hook (tests/test_crash.c): with S2S_DEBUG_SAVE_DELAY_MS=N in the
  * environment every save pauses N ms after writing the header, leaving the
  * temporary file half-written, so that a test can kill the process inside a
@@ -683,7 +674,7 @@ int s2s_st_writer_save(s2s_st_writer *w, const char *path, char *err, size_t err
         unlink(tmp);
         goto done;
     }
-    fsync_parent(path);
+    s2s_fsync_parent(path);
     rc = 0;
 done:
     free(tmp);
