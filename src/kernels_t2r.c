@@ -1,0 +1,512 @@
+/* kernels_t2r.c - T2R linear attention (kernels_t2r.h): reference (s2s_kref_*) and fast
+ * (s2s_k_*) kernels, parallel form forward/backward, recurrent step, cross attention.
+ *
+ * Reference: plain loops, every sum in double, the parallel form literally as the
+ * O(Tq Tk) double sum over visible (query, key) pairs, no OpenMP: the ground truth of
+ * tests/test_t2r.c.
+ *
+ * Fast: OpenMP over (b, h), float accumulation. The visible keys of query i are a prefix
+ * j < lim(i) with lim non-decreasing in i, so the forward keeps the running state
+ * (S = sum phi(k_j) v_j^T [kf, d], z = sum phi(k_j) [kf]) and adds keys as lim grows:
+ * O((Tq + Tk) kf d) per head, causal or not. The backward does the same twice:
+ *   dN_i = dout_i / max(den_i, eps),  dD_i = -(dout_i . out_i) / den_i if den_i > eps else 0
+ *   dphi(q_i) = S_i dN_i + dD_i z_i                       (forward scan over queries)
+ *   dphi(k_j) = R_j v_j + r_j,  dv_j = R_j^T phi(k_j)      (backward scan over keys)
+ * with R_j = sum_{i sees j} phi(q_i) dN_i^T [kf, d], r_j = sum_{i sees j} dD_i phi(q_i)
+ * (the queries that see key j are a suffix of i). dq, dk, dv are disjoint per (b, h);
+ * the feature-map gradients are kept in scratch and reduced into dW, db by a second
+ * loop over (h, feature), so no two threads add to the same element. */
+#include "kernels_t2r.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "common.h"
+
+#ifdef _OPENMP
+#define S2S_OMP(...) _Pragma(S2S_STR_(omp __VA_ARGS__))
+#define S2S_STR_(...) #__VA_ARGS__
+#else
+#define S2S_OMP(...)
+#endif
+
+#define PAR_MIN 16384 /* floats of work under which the fast kernels stay serial */
+
+/* the number of valid keys of row b */
+static int keys_of(const int32_t *kv_len, int b, int Tk) {
+    if (!kv_len) return Tk;
+    int L = kv_len[b];
+    return L < 0 ? 0 : L > Tk ? Tk : L;
+}
+
+/* query i sees keys j < lim(i) (non-decreasing in i) */
+static int vis_lim(int i, int L, int causal, int Tq, int Tk) {
+    int lim = L;
+    if (causal && i + Tk - Tq + 1 < lim) lim = i + Tk - Tq + 1;
+    return lim < 0 ? 0 : lim;
+}
+
+/* ------------------------------------------------------------------------------------
+ * reference
+ * ---------------------------------------------------------------------------------- */
+
+/* dst[kf] = relu(Wh (scale x) + bh) in double; x [d], Wh [kf, d], bh [kf] */
+static void ref_phi(float *dst, const float *x, double scale, const float *Wh, const float *bh,
+                    int d, int kf) {
+    for (int f = 0; f < kf; f++) {
+        double s = bh[f];
+        for (int e = 0; e < d; e++) s += (double)Wh[(size_t)f * d + e] * (scale * x[e]);
+        dst[f] = s > 0.0 ? (float)s : 0.0f;
+    }
+}
+
+static double ref_dot(const float *a, const float *b, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+void s2s_kref_t2r_fwd(float *out, float *pq, float *pk, float *den, const float *q,
+                      const float *k, const float *v, const float *W, const float *b,
+                      const int32_t *kv_len, int causal, int B, int H, int Tq, int Tk, int d,
+                      int kf) {
+    size_t HD = (size_t)H * d;
+    double sc = 1.0 / sqrt((double)d);
+    double *num = s2s_xmalloc((size_t)d * sizeof(double));
+    for (int bb = 0; bb < B; bb++)
+        for (int h = 0; h < H; h++) {
+            const float *Wh = W + (size_t)h * kf * d, *bh = b + (size_t)h * kf;
+            float *pqh = pq + ((size_t)bb * H + h) * Tq * kf, *pkh = pk + ((size_t)bb * H + h) * Tk * kf;
+            for (int t = 0; t < Tq; t++)
+                ref_phi(pqh + (size_t)t * kf, q + ((size_t)bb * Tq + t) * HD + (size_t)h * d, sc, Wh, bh, d, kf);
+            for (int t = 0; t < Tk; t++)
+                ref_phi(pkh + (size_t)t * kf, k + ((size_t)bb * Tk + t) * HD + (size_t)h * d, 1.0, Wh, bh, d, kf);
+            int L = keys_of(kv_len, bb, Tk);
+            for (int i = 0; i < Tq; i++) {
+                int lim = vis_lim(i, L, causal, Tq, Tk);
+                double dn = 0.0;
+                for (int e = 0; e < d; e++) num[e] = 0.0;
+                for (int j = 0; j < lim; j++) {
+                    double a = ref_dot(pqh + (size_t)i * kf, pkh + (size_t)j * kf, kf);
+                    const float *vj = v + ((size_t)bb * Tk + j) * HD + (size_t)h * d;
+                    dn += a;
+                    for (int e = 0; e < d; e++) num[e] += a * vj[e];
+                }
+                double dc = dn > S2S_T2R_EPS ? dn : S2S_T2R_EPS;
+                float *o = out + ((size_t)bb * Tq + i) * HD + (size_t)h * d;
+                for (int e = 0; e < d; e++) o[e] = (float)(num[e] / dc);
+                den[((size_t)bb * H + h) * Tq + i] = (float)dn;
+            }
+        }
+    free(num);
+}
+
+void s2s_kref_t2r_bwd(float *dq, float *dk, float *dv, float *dW, float *db,
+                      const float *dout, const float *out, const float *pq, const float *pk,
+                      const float *den, const float *q, const float *k, const float *v,
+                      const float *W, const int32_t *kv_len, int causal, int B, int H, int Tq,
+                      int Tk, int d, int kf) {
+    size_t HD = (size_t)H * d;
+    double sc = 1.0 / sqrt((double)d);
+    double *gpq = s2s_xmalloc((size_t)Tq * kf * sizeof(double));
+    double *gpk = s2s_xmalloc((size_t)Tk * kf * sizeof(double));
+    double *gv = s2s_xmalloc((size_t)Tk * d * sizeof(double));
+    double *dN = s2s_xmalloc((size_t)d * sizeof(double));
+    double *gW = s2s_xcalloc((size_t)H * kf * d, sizeof(double));
+    double *gb = s2s_xcalloc((size_t)H * kf, sizeof(double));
+    for (int bb = 0; bb < B; bb++)
+        for (int h = 0; h < H; h++) {
+            const float *pqh = pq + ((size_t)bb * H + h) * Tq * kf, *pkh = pk + ((size_t)bb * H + h) * Tk * kf;
+            memset(gpq, 0, (size_t)Tq * kf * sizeof(double));
+            memset(gpk, 0, (size_t)Tk * kf * sizeof(double));
+            memset(gv, 0, (size_t)Tk * d * sizeof(double));
+            int L = keys_of(kv_len, bb, Tk);
+            for (int i = 0; i < Tq; i++) {
+                int lim = vis_lim(i, L, causal, Tq, Tk);
+                double dn = den[((size_t)bb * H + h) * Tq + i];
+                double dc = dn > S2S_T2R_EPS ? dn : S2S_T2R_EPS;
+                const float *go = dout + ((size_t)bb * Tq + i) * HD + (size_t)h * d;
+                const float *o = out + ((size_t)bb * Tq + i) * HD + (size_t)h * d;
+                for (int e = 0; e < d; e++) dN[e] = go[e] / dc;
+                double dD = dn > S2S_T2R_EPS ? -ref_dot(go, o, d) / dc : 0.0;
+                for (int j = 0; j < lim; j++) {
+                    const float *vj = v + ((size_t)bb * Tk + j) * HD + (size_t)h * d;
+                    double a = ref_dot(pqh + (size_t)i * kf, pkh + (size_t)j * kf, kf);
+                    double da = dD;
+                    for (int e = 0; e < d; e++) {
+                        da += dN[e] * vj[e];
+                        gv[(size_t)j * d + e] += a * dN[e];
+                    }
+                    for (int f = 0; f < kf; f++) {
+                        gpq[(size_t)i * kf + f] += da * pkh[(size_t)j * kf + f];
+                        gpk[(size_t)j * kf + f] += da * pqh[(size_t)i * kf + f];
+                    }
+                }
+            }
+            if (dv)
+                for (int j = 0; j < Tk; j++)
+                    for (int e = 0; e < d; e++)
+                        dv[((size_t)bb * Tk + j) * HD + (size_t)h * d + e] += (float)gv[(size_t)j * d + e];
+            /* through relu and the linear map: pre = W (scale x) + b */
+            const float *Wh = W + (size_t)h * kf * d;
+            for (int side = 0; side < 2; side++) {
+                int T = side ? Tk : Tq;
+                double s = side ? 1.0 : sc;
+                const float *x = side ? k : q, *ph = side ? pkh : pqh;
+                const double *g = side ? gpk : gpq;
+                float *dx = side ? dk : dq;
+                for (int t = 0; t < T; t++) {
+                    const float *xt = x + ((size_t)bb * T + t) * HD + (size_t)h * d;
+                    for (int e = 0; e < d; e++) {
+                        double acc = 0.0;
+                        for (int f = 0; f < kf; f++) {
+                            double gp = ph[(size_t)t * kf + f] > 0.0f ? g[(size_t)t * kf + f] : 0.0;
+                            acc += gp * Wh[(size_t)f * d + e];
+                            if (e == 0) gb[(size_t)h * kf + f] += gp;
+                            gW[((size_t)h * kf + f) * d + e] += gp * s * xt[e];
+                        }
+                        if (dx) dx[((size_t)bb * T + t) * HD + (size_t)h * d + e] += (float)(s * acc);
+                    }
+                }
+            }
+        }
+    if (dW)
+        for (size_t i = 0; i < (size_t)H * kf * d; i++) dW[i] += (float)gW[i];
+    if (db)
+        for (size_t i = 0; i < (size_t)H * kf; i++) db[i] += (float)gb[i];
+    free(gpq); free(gpk); free(gv); free(dN); free(gW); free(gb);
+}
+
+/* out[d] = ph^T S / max(ph . z, eps) in double; ph [kf], S [kf, d], z [kf] */
+static void ref_read(float *out, const float *ph, const float *S, const float *z, int d, int kf) {
+    double dn = ref_dot(ph, z, kf), dc = dn > S2S_T2R_EPS ? dn : S2S_T2R_EPS;
+    for (int e = 0; e < d; e++) {
+        double s = 0.0;
+        for (int f = 0; f < kf; f++) s += (double)ph[f] * S[(size_t)f * d + e];
+        out[e] = (float)(s / dc);
+    }
+}
+
+void s2s_kref_t2r_step(float *out, float *S, float *z, const float *q, const float *k,
+                       const float *v, const float *W, const float *b, int B, int H, int d,
+                       int kf) {
+    size_t HD = (size_t)H * d;
+    float *pq = s2s_xmalloc((size_t)kf * sizeof(float)), *pk = s2s_xmalloc((size_t)kf * sizeof(float));
+    for (int bb = 0; bb < B; bb++)
+        for (int h = 0; h < H; h++) {
+            const float *Wh = W + (size_t)h * kf * d, *bh = b + (size_t)h * kf;
+            size_t o = (size_t)bb * HD + (size_t)h * d;
+            float *Sh = S + ((size_t)bb * H + h) * kf * d, *zh = z + ((size_t)bb * H + h) * kf;
+            ref_phi(pq, q + o, 1.0 / sqrt((double)d), Wh, bh, d, kf);
+            ref_phi(pk, k + o, 1.0, Wh, bh, d, kf);
+            for (int f = 0; f < kf; f++) {
+                for (int e = 0; e < d; e++) Sh[(size_t)f * d + e] = (float)(Sh[(size_t)f * d + e] + (double)pk[f] * v[o + e]);
+                zh[f] = (float)((double)zh[f] + pk[f]);
+            }
+            ref_read(out + o, pq, Sh, zh, d, kf);
+        }
+    free(pq); free(pk);
+}
+
+void s2s_kref_t2r_cross_state(float *S, float *z, const float *k, const float *v,
+                              const float *W, const float *b, const int32_t *kv_len, int B,
+                              int H, int Tk, int d, int kf) {
+    size_t HD = (size_t)H * d;
+    float *pk = s2s_xmalloc((size_t)Tk * kf * sizeof(float) + 1);
+    for (int bb = 0; bb < B; bb++)
+        for (int h = 0; h < H; h++) {
+            const float *Wh = W + (size_t)h * kf * d, *bh = b + (size_t)h * kf;
+            int L = keys_of(kv_len, bb, Tk);
+            for (int j = 0; j < L; j++)
+                ref_phi(pk + (size_t)j * kf, k + ((size_t)bb * Tk + j) * HD + (size_t)h * d, 1.0, Wh, bh, d, kf);
+            float *Sh = S + ((size_t)bb * H + h) * kf * d, *zh = z + ((size_t)bb * H + h) * kf;
+            for (int f = 0; f < kf; f++) {
+                double zs = 0.0;
+                for (int j = 0; j < L; j++) zs += pk[(size_t)j * kf + f];
+                zh[f] = (float)zs;
+                for (int e = 0; e < d; e++) {
+                    double s = 0.0;
+                    for (int j = 0; j < L; j++)
+                        s += (double)pk[(size_t)j * kf + f] * v[((size_t)bb * Tk + j) * HD + (size_t)h * d + e];
+                    Sh[(size_t)f * d + e] = (float)s;
+                }
+            }
+        }
+    free(pk);
+}
+
+void s2s_kref_t2r_cross_query(float *out, const float *S, const float *z, const float *q,
+                              const float *W, const float *b, int B, int H, int Tq, int d,
+                              int kf) {
+    size_t HD = (size_t)H * d;
+    float *pq = s2s_xmalloc((size_t)kf * sizeof(float));
+    for (int bb = 0; bb < B; bb++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < Tq; t++) {
+                size_t o = ((size_t)bb * Tq + t) * HD + (size_t)h * d;
+                ref_phi(pq, q + o, 1.0 / sqrt((double)d), W + (size_t)h * kf * d, b + (size_t)h * kf, d, kf);
+                ref_read(out + o, pq, S + ((size_t)bb * H + h) * kf * d, z + ((size_t)bb * H + h) * kf, d, kf);
+            }
+    free(pq);
+}
+
+/* ------------------------------------------------------------------------------------
+ * fast
+ * ---------------------------------------------------------------------------------- */
+
+/* dst[kf] = relu(scale * (Wh x) + bh); x [d], Wh [kf, d], bh [kf] */
+static void fast_phi(float *dst, const float *x, float scale, const float *Wh, const float *bh,
+                     int d, int kf) {
+    for (int f = 0; f < kf; f++) {
+        const float *w = Wh + (size_t)f * d;
+        float s = 0.0f;
+        S2S_OMP(simd reduction(+ : s))
+        for (int e = 0; e < d; e++) s += w[e] * x[e];
+        s = bh[f] + scale * s;
+        dst[f] = s > 0.0f ? s : 0.0f;
+    }
+}
+
+/* S[kf, d] += ph v^T, z[kf] += ph */
+static void fast_add(float *S, float *z, const float *ph, const float *v, int d, int kf) {
+    for (int f = 0; f < kf; f++) {
+        float p = ph[f];
+        if (p == 0.0f) continue;
+        float *Sf = S + (size_t)f * d;
+        S2S_OMP(simd)
+        for (int e = 0; e < d; e++) Sf[e] += p * v[e];
+        z[f] += p;
+    }
+}
+
+/* out[d] = ph^T S / max(ph . z, eps); returns the unclamped denominator */
+static float fast_read(float *out, const float *ph, const float *S, const float *z, int d, int kf) {
+    float dn = 0.0f;
+    for (int e = 0; e < d; e++) out[e] = 0.0f;
+    for (int f = 0; f < kf; f++) {
+        float p = ph[f];
+        if (p == 0.0f) continue;
+        const float *Sf = S + (size_t)f * d;
+        S2S_OMP(simd)
+        for (int e = 0; e < d; e++) out[e] += p * Sf[e];
+        dn += p * z[f];
+    }
+    float inv = 1.0f / (dn > S2S_T2R_EPS ? dn : S2S_T2R_EPS);
+    for (int e = 0; e < d; e++) out[e] *= inv;
+    return dn;
+}
+
+void s2s_k_t2r_fwd(float *out, float *pq, float *pk, float *den, const float *q,
+                   const float *k, const float *v, const float *W, const float *b,
+                   const int32_t *kv_len, int causal, int B, int H, int Tq, int Tk, int d,
+                   int kf) {
+    size_t HD = (size_t)H * d;
+    float sc = (float)(1.0 / sqrt((double)d));
+    size_t work = (size_t)B * H * (Tq + Tk) * kf * d;
+    S2S_OMP(parallel for collapse(2) schedule(dynamic) if (work > PAR_MIN))
+    for (int bb = 0; bb < B; bb++)
+        for (int h = 0; h < H; h++) {
+            const float *Wh = W + (size_t)h * kf * d, *bh = b + (size_t)h * kf;
+            float *pqh = pq + ((size_t)bb * H + h) * Tq * kf, *pkh = pk + ((size_t)bb * H + h) * Tk * kf;
+            float *S = s2s_xcalloc((size_t)kf * d + (size_t)kf, sizeof(float)), *z = S + (size_t)kf * d;
+            for (int t = 0; t < Tq; t++)
+                fast_phi(pqh + (size_t)t * kf, q + ((size_t)bb * Tq + t) * HD + (size_t)h * d, sc, Wh, bh, d, kf);
+            for (int t = 0; t < Tk; t++)
+                fast_phi(pkh + (size_t)t * kf, k + ((size_t)bb * Tk + t) * HD + (size_t)h * d, 1.0f, Wh, bh, d, kf);
+            int L = keys_of(kv_len, bb, Tk), pos = 0;
+            for (int i = 0; i < Tq; i++) {
+                for (int lim = vis_lim(i, L, causal, Tq, Tk); pos < lim; pos++)
+                    fast_add(S, z, pkh + (size_t)pos * kf, v + ((size_t)bb * Tk + pos) * HD + (size_t)h * d, d, kf);
+                den[((size_t)bb * H + h) * Tq + i] =
+                    fast_read(out + ((size_t)bb * Tq + i) * HD + (size_t)h * d, pqh + (size_t)i * kf, S, z, d, kf);
+            }
+            free(S);
+        }
+}
+
+void s2s_k_t2r_bwd(float *dq, float *dk, float *dv, float *dW, float *db,
+                   const float *dout, const float *out, const float *pq, const float *pk,
+                   const float *den, const float *q, const float *k, const float *v,
+                   const float *W, const int32_t *kv_len, int causal, int B, int H, int Tq,
+                   int Tk, int d, int kf) {
+    if (!dq && !dk && !dv && !dW && !db) return;
+    size_t HD = (size_t)H * d;
+    float sc = (float)(1.0 / sqrt((double)d));
+    size_t work = (size_t)B * H * (Tq + Tk) * kf * d;
+    /* the gradients at the pre-activations (relu applied): gq [B,H,Tq,kf], gk [B,H,Tk,kf] */
+    float *gq = s2s_xmalloc(((size_t)B * H * Tq * kf + 1) * sizeof(float));
+    float *gk = s2s_xmalloc(((size_t)B * H * Tk * kf + 1) * sizeof(float));
+    S2S_OMP(parallel for collapse(2) schedule(dynamic) if (work > PAR_MIN))
+    for (int bb = 0; bb < B; bb++)
+        for (int h = 0; h < H; h++) {
+            size_t bh = (size_t)bb * H + h;
+            const float *pqh = pq + bh * Tq * kf, *pkh = pk + bh * Tk * kf;
+            float *gqh = gq + bh * Tq * kf, *gkh = gk + bh * Tk * kf;
+            /* scratch: S, R [kf, d]; z, r [kf]; dN [Tq, d]; dD [Tq] */
+            size_t KD = (size_t)kf * d;
+            float *S = s2s_xcalloc(2 * KD + 2 * (size_t)kf + (size_t)Tq * (d + 1) + 1, sizeof(float));
+            float *R = S + KD, *z = R + KD, *r = z + kf, *dN = r + kf, *dD = dN + (size_t)Tq * d;
+            int L = keys_of(kv_len, bb, Tk), pos = 0;
+            /* forward scan over queries: dN, dD and dphi(q) = S_i dN_i + dD_i z_i */
+            for (int i = 0; i < Tq; i++) {
+                for (int lim = vis_lim(i, L, causal, Tq, Tk); pos < lim; pos++)
+                    fast_add(S, z, pkh + (size_t)pos * kf, v + ((size_t)bb * Tk + pos) * HD + (size_t)h * d, d, kf);
+                float dn = den[bh * Tq + i], dc = dn > S2S_T2R_EPS ? dn : S2S_T2R_EPS;
+                const float *go = dout + ((size_t)bb * Tq + i) * HD + (size_t)h * d;
+                const float *o = out + ((size_t)bb * Tq + i) * HD + (size_t)h * d;
+                float *dNi = dN + (size_t)i * d, inv = 1.0f / dc, god = 0.0f;
+                for (int e = 0; e < d; e++) { dNi[e] = go[e] * inv; god += go[e] * o[e]; }
+                float dDi = dn > S2S_T2R_EPS ? -god * inv : 0.0f;
+                dD[i] = dDi;
+                for (int f = 0; f < kf; f++) {
+                    const float *Sf = S + (size_t)f * d;
+                    float s = dDi * z[f];
+                    S2S_OMP(simd reduction(+ : s))
+                    for (int e = 0; e < d; e++) s += Sf[e] * dNi[e];
+                    gqh[(size_t)i * kf + f] = pqh[(size_t)i * kf + f] > 0.0f ? s : 0.0f;
+                }
+            }
+            /* backward scan over keys: the queries that see key j are i >= ip */
+            int ip = Tq;
+            for (int j = Tk - 1; j >= 0; j--) {
+                while (ip > 0 && vis_lim(ip - 1, L, causal, Tq, Tk) > j) {
+                    ip--;
+                    const float *ph = pqh + (size_t)ip * kf, *dNi = dN + (size_t)ip * d;
+                    for (int f = 0; f < kf; f++) {
+                        float p = ph[f];
+                        if (p == 0.0f) continue;
+                        float *Rf = R + (size_t)f * d;
+                        S2S_OMP(simd)
+                        for (int e = 0; e < d; e++) Rf[e] += p * dNi[e];
+                        r[f] += dD[ip] * p;
+                    }
+                }
+                const float *vj = v + ((size_t)bb * Tk + j) * HD + (size_t)h * d, *pj = pkh + (size_t)j * kf;
+                float *dvj = dv ? dv + ((size_t)bb * Tk + j) * HD + (size_t)h * d : NULL;
+                for (int f = 0; f < kf; f++) {
+                    const float *Rf = R + (size_t)f * d;
+                    float s = r[f];
+                    S2S_OMP(simd reduction(+ : s))
+                    for (int e = 0; e < d; e++) s += Rf[e] * vj[e];
+                    gkh[(size_t)j * kf + f] = pj[f] > 0.0f ? s : 0.0f;
+                    if (dvj && pj[f] != 0.0f) {
+                        float p = pj[f];
+                        S2S_OMP(simd)
+                        for (int e = 0; e < d; e++) dvj[e] += p * Rf[e];
+                    }
+                }
+            }
+            /* dx += scale * Wh^T g (the rows of this head only) */
+            const float *Wh = W + (size_t)h * kf * d;
+            for (int side = 0; side < 2; side++) {
+                float *dx = side ? dk : dq;
+                if (!dx) continue;
+                int T = side ? Tk : Tq;
+                float s = side ? 1.0f : sc;
+                const float *g = side ? gkh : gqh;
+                for (int t = 0; t < T; t++) {
+                    float *dxt = dx + ((size_t)bb * T + t) * HD + (size_t)h * d;
+                    for (int f = 0; f < kf; f++) {
+                        float gs = s * g[(size_t)t * kf + f];
+                        if (gs == 0.0f) continue;
+                        const float *w = Wh + (size_t)f * d;
+                        S2S_OMP(simd)
+                        for (int e = 0; e < d; e++) dxt[e] += gs * w[e];
+                    }
+                }
+            }
+            free(S);
+        }
+    /* dW[h, f, :] += sum_{b,t} g[b,h,t,f] * scale x[b,t,h,:];  db[h, f] += sum g */
+    if (dW || db) {
+        S2S_OMP(parallel for collapse(2) schedule(static) if (work > PAR_MIN))
+        for (int h = 0; h < H; h++)
+            for (int f = 0; f < kf; f++) {
+                float *dWf = dW ? dW + ((size_t)h * kf + f) * d : NULL;
+                float gsum = 0.0f;
+                for (int bb = 0; bb < B; bb++)
+                    for (int side = 0; side < 2; side++) {
+                        int T = side ? Tk : Tq;
+                        float s = side ? 1.0f : sc;
+                        const float *g = (side ? gk : gq) + ((size_t)bb * H + h) * T * kf;
+                        const float *x = side ? k : q;
+                        for (int t = 0; t < T; t++) {
+                            float gt = g[(size_t)t * kf + f];
+                            if (gt == 0.0f) continue;
+                            gsum += gt;
+                            if (!dWf) continue;
+                            const float *xt = x + ((size_t)bb * T + t) * HD + (size_t)h * d;
+                            float gs = s * gt;
+                            S2S_OMP(simd)
+                            for (int e = 0; e < d; e++) dWf[e] += gs * xt[e];
+                        }
+                    }
+                if (db) db[(size_t)h * kf + f] += gsum;
+            }
+    }
+    free(gq); free(gk);
+}
+
+void s2s_k_t2r_step(float *out, float *S, float *z, const float *q, const float *k,
+                    const float *v, const float *W, const float *b, int B, int H, int d,
+                    int kf) {
+    size_t HD = (size_t)H * d;
+    float sc = (float)(1.0 / sqrt((double)d));
+    size_t work = (size_t)B * H * kf * d;
+    S2S_OMP(parallel for collapse(2) schedule(static) if (work > PAR_MIN))
+    for (int bb = 0; bb < B; bb++)
+        for (int h = 0; h < H; h++) {
+            const float *Wh = W + (size_t)h * kf * d, *bh = b + (size_t)h * kf;
+            size_t o = (size_t)bb * HD + (size_t)h * d;
+            float *Sh = S + ((size_t)bb * H + h) * kf * d, *zh = z + ((size_t)bb * H + h) * kf;
+            float *ph = s2s_xmalloc(2 * (size_t)kf * sizeof(float)), *pk = ph + kf;
+            fast_phi(ph, q + o, sc, Wh, bh, d, kf);
+            fast_phi(pk, k + o, 1.0f, Wh, bh, d, kf);
+            fast_add(Sh, zh, pk, v + o, d, kf);
+            fast_read(out + o, ph, Sh, zh, d, kf);
+            free(ph);
+        }
+}
+
+void s2s_k_t2r_cross_state(float *S, float *z, const float *k, const float *v,
+                           const float *W, const float *b, const int32_t *kv_len, int B, int H,
+                           int Tk, int d, int kf) {
+    size_t HD = (size_t)H * d;
+    size_t work = (size_t)B * H * Tk * kf * d;
+    S2S_OMP(parallel for collapse(2) schedule(dynamic) if (work > PAR_MIN))
+    for (int bb = 0; bb < B; bb++)
+        for (int h = 0; h < H; h++) {
+            const float *Wh = W + (size_t)h * kf * d, *bh = b + (size_t)h * kf;
+            float *Sh = S + ((size_t)bb * H + h) * kf * d, *zh = z + ((size_t)bb * H + h) * kf;
+            memset(Sh, 0, (size_t)kf * d * sizeof(float));
+            memset(zh, 0, (size_t)kf * sizeof(float));
+            float *pk = s2s_xmalloc((size_t)kf * sizeof(float));
+            int L = keys_of(kv_len, bb, Tk);
+            for (int j = 0; j < L; j++) {
+                size_t o = ((size_t)bb * Tk + j) * HD + (size_t)h * d;
+                fast_phi(pk, k + o, 1.0f, Wh, bh, d, kf);
+                fast_add(Sh, zh, pk, v + o, d, kf);
+            }
+            free(pk);
+        }
+}
+
+void s2s_k_t2r_cross_query(float *out, const float *S, const float *z, const float *q,
+                           const float *W, const float *b, int B, int H, int Tq, int d,
+                           int kf) {
+    size_t HD = (size_t)H * d;
+    float sc = (float)(1.0 / sqrt((double)d));
+    size_t work = (size_t)B * H * Tq * kf * d;
+    S2S_OMP(parallel for collapse(2) schedule(static) if (work > PAR_MIN))
+    for (int bb = 0; bb < B; bb++)
+        for (int h = 0; h < H; h++) {
+            const float *Sh = S + ((size_t)bb * H + h) * kf * d, *zh = z + ((size_t)bb * H + h) * kf;
+            float *ph = s2s_xmalloc((size_t)kf * sizeof(float));
+            for (int t = 0; t < Tq; t++) {
+                size_t o = ((size_t)bb * Tq + t) * HD + (size_t)h * d;
+                fast_phi(ph, q + o, sc, W + (size_t)h * kf * d, b + (size_t)h * kf, d, kf);
+                fast_read(out + o, ph, Sh, zh, d, kf);
+            }
+            free(ph);
+        }
+}
