@@ -15,7 +15,11 @@ void s2s_config_default(s2s_config *c) {
     c->activation = S2S_ACT_RELU;
     strcpy(c->decoder, "transformer");
     c->dec_ffn = 1;
+    c->dec_attn = S2S_ATTN_SOFTMAX;
+    c->t2r_k = S2S_T2R_K_DEFAULT;
 }
+
+int s2s_config_is_t2r(const s2s_config *c) { return c->dec_attn == S2S_ATTN_T2R; }
 
 static const char *const dec_kinds[] = {"transformer", "ssru", "gru", "lstm"};
 
@@ -74,6 +78,14 @@ int s2s_config_check(const s2s_config *c, char *err, size_t errlen) {
         s2s_errf(err, errlen, "config: dec_ffn = 0 needs a recurrent decoder (ssru, gru or lstm)");
         return -1;
     }
+    RANGE(dec_attn, 0, 1);
+    if (c->dec_attn == S2S_ATTN_T2R) { /* t2r_k is ignored for softmax */
+        RANGE(t2r_k, 1, 4096);
+        if (kind != S2S_DEC_TRANSFORMER) {
+            s2s_errf(err, errlen, "config: dec_attn \"t2r\" needs the transformer decoder, not '%.16s'", c->decoder);
+            return -1;
+        }
+    }
 #undef RANGE
     return 0;
 }
@@ -90,6 +102,8 @@ char *s2s_config_to_json(const s2s_config *c) {
     s2s_json_escape(&b, c->decoder, strlen(c->decoder));
     /* written for recurrent kinds only, so Transformer configs stay as they were */
     if (strcmp(c->decoder, "transformer") != 0) s2s_strbuf_appendf(&b, ",\"dec_ffn\":%d", c->dec_ffn);
+    /* written for T2R only, so softmax configs stay as they were */
+    if (c->dec_attn == S2S_ATTN_T2R) s2s_strbuf_appendf(&b, ",\"dec_attn\":\"t2r\",\"t2r_k\":%d", c->t2r_k);
     s2s_strbuf_putc(&b, '}');
     return b.s;
 }
@@ -105,6 +119,7 @@ static const struct { const char *key; size_t off; } int_fields[] = {
     {"max_len", offsetof(s2s_config, max_len)},
     {"share_src_emb", offsetof(s2s_config, share_src_emb)},
     {"dec_ffn", offsetof(s2s_config, dec_ffn)},
+    {"t2r_k", offsetof(s2s_config, t2r_k)},
 };
 
 int s2s_config_from_json(s2s_config *c, const char *json, size_t len, char *err, size_t errlen) {
@@ -116,6 +131,8 @@ int s2s_config_from_json(s2s_config *c, const char *json, size_t len, char *err,
     memset(c, 0, sizeof *c);
     c->activation = -1;
     c->dec_ffn = 1; /* absent in older checkpoints */
+    c->dec_attn = S2S_ATTN_SOFTMAX; /* absent: softmax (and in older checkpoints) */
+    c->t2r_k = S2S_T2R_K_DEFAULT;
     for (size_t i = 0; i < s2s_json_len(root); i++) {
         const char *key = s2s_json_key_at(root, i);
         const s2s_json *v = s2s_json_at(root, i);
@@ -132,6 +149,14 @@ int s2s_config_from_json(s2s_config *c, const char *json, size_t len, char *err,
             done = 1;
         }
         if (done) continue;
+        if (strcmp(key, "dec_attn") == 0) {
+            const char *s = s2s_json_str(v);
+            if (s2s_json_typeof(v) != S2S_JSON_STR) { s2s_errf(err, errlen, "config: %s must be a string", key); goto out; }
+            if (strcmp(s, "softmax") == 0) c->dec_attn = S2S_ATTN_SOFTMAX;
+            else if (strcmp(s, "t2r") == 0) c->dec_attn = S2S_ATTN_T2R;
+            else { s2s_errf(err, errlen, "config: dec_attn must be \"softmax\" or \"t2r\", not \"%.40s\"", s); goto out; }
+            continue;
+        }
         if (strcmp(key, "activation") == 0 || strcmp(key, "decoder") == 0) {
             const char *s = s2s_json_str(v);
             if (s2s_json_typeof(v) != S2S_JSON_STR) { s2s_errf(err, errlen, "config: %s must be a string", key); goto out; }
@@ -150,6 +175,7 @@ int s2s_config_from_json(s2s_config *c, const char *json, size_t len, char *err,
     }
     if (c->activation < 0) { s2s_errf(err, errlen, "config: missing key 'activation'"); goto out; }
     if (!c->decoder[0]) strcpy(c->decoder, "transformer");
+    if (c->dec_attn != S2S_ATTN_T2R) c->t2r_k = S2S_T2R_K_DEFAULT; /* unused, and not written back */
     rc = s2s_config_check(c, err, errlen);
 out:
     s2s_json_free(root);

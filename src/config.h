@@ -11,6 +11,12 @@ enum { S2S_ACT_RELU = 0, S2S_ACT_GELU = 1 };
  * layers replace self-attention by an RNN (docs/MODEL.md "Recurrent decoders"). */
 enum { S2S_DEC_TRANSFORMER = 0, S2S_DEC_SSRU = 1, S2S_DEC_GRU = 2, S2S_DEC_LSTM = 3 };
 
+/* Attention of the Transformer decoder's self- and cross-attention (cfg.dec_attn;
+ * the encoder is always softmax): softmax, or T2R linear attention (kernels_t2r.h)
+ * with a learned feature map of t2r_k features per head. */
+enum { S2S_ATTN_SOFTMAX = 0, S2S_ATTN_T2R = 1 };
+#define S2S_T2R_K_DEFAULT 32
+
 typedef struct s2s_config {
     int d_model;       /* D */
     int n_heads;       /* H */
@@ -24,6 +30,8 @@ typedef struct s2s_config {
     int activation;    /* S2S_ACT_* */
     char decoder[16];  /* decoder kind: "transformer", "ssru", "gru", "lstm" */
     int dec_ffn;       /* 1: each decoder layer has its FFN (0 only for recurrent kinds) */
+    int dec_attn;      /* S2S_ATTN_*: decoder attention ("softmax" or "t2r"; t2r: Transformer only) */
+    int t2r_k;         /* T2R feature size per head (default S2S_T2R_K_DEFAULT) */
 } s2s_config;
 
 /* Defaults for a small model (D=256, H=4, F=1024, 6+6, relu, max_len 256). */
@@ -34,6 +42,8 @@ int s2s_decoder_kind_parse(const char *name);
 int s2s_config_dec_kind(const s2s_config *c);
 /* Gates of the recurrent cell: 2 (SSRU), 3 (GRU), 4 (LSTM); 0 for the Transformer. */
 int s2s_config_rnn_gates(const s2s_config *c);
+/* The config's decoder uses T2R attention (a Transformer decoder with dec_attn t2r). */
+int s2s_config_is_t2r(const s2s_config *c);
 /* 0 if valid, else -1 and a one-line message naming the bad field. */
 int s2s_config_check(const s2s_config *c, char *err, size_t errlen);
 /* Malloc'd JSON object string. */

@@ -56,5 +56,6 @@ extern const s2s_decoder_ops s2s_transformer_decoder; /* decoder_transformer.c *
 extern const s2s_decoder_ops s2s_ssru_decoder;        /* decoder_rnn.c */
 extern const s2s_decoder_ops s2s_gru_decoder;         /* decoder_rnn.c */
 extern const s2s_decoder_ops s2s_lstm_decoder;        /* decoder_rnn.c */
+extern const s2s_decoder_ops s2s_t2r_decoder;         /* decoder_t2r.c: Transformer, dec_attn t2r (CPU) */
 
 #endif

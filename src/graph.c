@@ -15,6 +15,7 @@
 #include "kernels.h"
 #include "kernels_cuda.h"
 #include "kernels_rnn.h"
+#include "kernels_t2r.h"
 
 /* ---------------------------------------------------------------- arena */
 
@@ -26,16 +27,16 @@ typedef struct {
 typedef enum {
     OP_LINEAR, OP_MATMUL, OP_ADD, OP_MUL, OP_SCALE, OP_EMBEDDING, OP_LAYERNORM,
     OP_SOFTMAX, OP_LOGSOFTMAX, OP_RELU, OP_GELU, OP_DROPOUT, OP_ATTENTION, OP_XENT,
-    OP_SUM, OP_MEAN, OP_SSRU, OP_GRU, OP_LSTM
+    OP_SUM, OP_MEAN, OP_SSRU, OP_GRU, OP_LSTM, OP_T2R
 } op_kind;
 
 typedef struct {
     op_kind op;
     s2s_tensor *out;
-    s2s_tensor *in[3];
-    int ia[6];         /* integer arguments (sizes, flags) */
+    s2s_tensor *in[5];
+    int ia[8];         /* integer arguments (sizes, flags) */
     float fa[2];       /* float arguments */
-    float *sv[2];      /* saved float buffers (arena) */
+    float *sv[3];      /* saved float buffers (arena) */
     int32_t *si;       /* saved int buffer (arena) */
 } node;
 
@@ -343,10 +344,10 @@ static void ew_sum(s2s_graph *g, float *out, const float *x, double div, size_t 
 static int last_dim(const s2s_tensor *t) { return t->shape[t->ndim - 1]; }
 static int rows(const s2s_tensor *t) { return (int)(t->n / (size_t)last_dim(t)); }
 
-/* Record a node if the tape is on and any input needs a gradient. */
-static node *record(s2s_graph *g, op_kind op, s2s_tensor *out, s2s_tensor *a, s2s_tensor *b,
-                    s2s_tensor *c) {
-    int rg = (a && a->requires_grad) || (b && b->requires_grad) || (c && c->requires_grad);
+/* Record a node if the tape is on and any of its n inputs needs a gradient. */
+static node *record_n(s2s_graph *g, op_kind op, s2s_tensor *out, s2s_tensor *const *in, int n) {
+    int rg = 0;
+    for (int i = 0; i < n; i++) rg |= in[i] && in[i]->requires_grad;
     if (!g->grad_enabled || !rg) return NULL;
     out->requires_grad = 1;
     if (g->n_nodes == g->cap_nodes) {
@@ -355,8 +356,15 @@ static node *record(s2s_graph *g, op_kind op, s2s_tensor *out, s2s_tensor *a, s2
     }
     node *nd = &g->nodes[g->n_nodes++];
     memset(nd, 0, sizeof *nd);
-    nd->op = op; nd->out = out; nd->in[0] = a; nd->in[1] = b; nd->in[2] = c;
+    nd->op = op; nd->out = out;
+    for (int i = 0; i < n; i++) nd->in[i] = in[i];
     return nd;
+}
+
+static node *record(s2s_graph *g, op_kind op, s2s_tensor *out, s2s_tensor *a, s2s_tensor *b,
+                    s2s_tensor *c) {
+    s2s_tensor *in[3] = {a, b, c};
+    return record_n(g, op, out, in, 3);
 }
 
 /* ------------------------------------------------------------------ ops */
@@ -518,6 +526,32 @@ s2s_tensor *s2s_attention(s2s_graph *g, s2s_tensor *q, s2s_tensor *k, s2s_tensor
     if (nd) {
         nd->sv[0] = p;
         nd->ia[0] = B; nd->ia[1] = H; nd->ia[2] = Tq; nd->ia[3] = Tk; nd->ia[4] = D / H;
+    }
+    return y;
+}
+
+s2s_tensor *s2s_t2r_attention(s2s_graph *g, s2s_tensor *q, s2s_tensor *k, s2s_tensor *v,
+                              s2s_tensor *W, s2s_tensor *b, const int32_t *kv_len, int causal, int H) {
+    S2S_ASSERT(!g->cuda && "s2s_t2r_attention: T2R attention is CPU-only (no CUDA kernels yet)");
+    S2S_ASSERT(q->ndim == 3 && k->ndim == 3 && v->ndim == 3);
+    int B = q->shape[0], Tq = q->shape[1], D = q->shape[2], Tk = k->shape[1];
+    S2S_ASSERT(k->shape[0] == B && v->shape[0] == B && v->shape[1] == Tk);
+    S2S_ASSERT(k->shape[2] == D && v->shape[2] == D && H > 0 && D % H == 0);
+    int d = D / H;
+    S2S_ASSERT(W->ndim == 2 && W->shape[1] == d && W->shape[0] % H == 0 && W->shape[0] > 0);
+    int kf = W->shape[0] / H;
+    S2S_ASSERT((int)b->n == H * kf);
+    s2s_tensor *y = tensor_out(g, 3, q->shape);
+    float *pq = fbuf(g, (size_t)B * H * Tq * kf), *pk = fbuf(g, (size_t)B * H * Tk * kf);
+    float *den = fbuf(g, (size_t)B * H * Tq);
+    int32_t *len = kv_len ? ibuf(g, kv_len, (size_t)B) : NULL;
+    s2s_k_t2r_fwd(y->data, pq, pk, den, q->data, k->data, v->data, W->data, b->data, len, causal, B, H, Tq, Tk, d, kf);
+    s2s_tensor *in[5] = {q, k, v, W, b};
+    node *nd = record_n(g, OP_T2R, y, in, 5);
+    if (nd) {
+        nd->sv[0] = pq; nd->sv[1] = pk; nd->sv[2] = den; nd->si = len;
+        nd->ia[0] = B; nd->ia[1] = H; nd->ia[2] = Tq; nd->ia[3] = Tk; nd->ia[4] = d; nd->ia[5] = kf;
+        nd->ia[6] = causal;
     }
     return y;
 }
@@ -690,6 +724,11 @@ void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss) {
                 KERN(lstm_bwd)(gbuf(g, a), gbuf(g, b), gbuf(g, c), ws, dy, DAT(y), nd->sv[1], nd->sv[0], DAT(b),
                                NULL, NULL, B, T, D);
         } break;
+        case OP_T2R: /* CPU only (asserted in the forward) */
+            s2s_k_t2r_bwd(gbuf(g, a), gbuf(g, b), gbuf(g, c), gbuf(g, nd->in[3]), gbuf(g, nd->in[4]), dy, y->data,
+                          nd->sv[0], nd->sv[1], nd->sv[2], a->data, b->data, c->data, nd->in[3]->data, nd->si,
+                          nd->ia[6], nd->ia[0], nd->ia[1], nd->ia[2], nd->ia[3], nd->ia[4], nd->ia[5]);
+            break;
         case OP_SUM:
             if ((da = gbuf(g, a))) ew_bcast_acc(g, da, dy, 1.0f, a->n);
             break;

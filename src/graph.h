@@ -86,6 +86,12 @@ s2s_tensor *s2s_dropout(s2s_graph *g, s2s_tensor *x, float p); /* identity unles
  * kv_len [B] (copied; NULL = no padding), causal mask when causal != 0. -> [B, Tq, D] */
 s2s_tensor *s2s_attention(s2s_graph *g, s2s_tensor *q, s2s_tensor *k, s2s_tensor *v,
                           const int32_t *kv_len, int causal, int H);
+/* T2R linear attention (kernels_t2r.h), CPU only (S2S_ASSERT on a CUDA graph): q [B, Tq, D],
+ * k/v [B, Tk, D], D = H * Dh; W [H*kf, Dh] (= [H, kf, Dh]) and b [H*kf] the learned feature
+ * map phi(x) = relu(W_h x + b_h); kv_len [B] (copied; NULL = no padding), causal as
+ * s2s_attention. Gradients flow to q, k, v, W and b. -> [B, Tq, D] */
+s2s_tensor *s2s_t2r_attention(s2s_graph *g, s2s_tensor *q, s2s_tensor *k, s2s_tensor *v,
+                              s2s_tensor *W, s2s_tensor *b, const int32_t *kv_len, int causal, int H);
 /* Mean label-smoothed cross-entropy over rows whose target != ignore -> scalar. */
 s2s_tensor *s2s_xent(s2s_graph *g, s2s_tensor *logits /* [N, V] */, const int32_t *tgt /* [N] */,
                      float eps, int ignore, int *n_counted);

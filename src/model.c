@@ -1,7 +1,8 @@
 /* model.c - parameters, initialisation and the training forward pass of the
  * encoder-decoder (docs/MODEL.md): a Transformer decoder, or a recurrent one (SSRU,
  * GRU, LSTM) whose layers replace self-attention by one scan over the target.
- * Inference decoding lives in decoder_transformer.c and decoder_rnn.c. */
+ * A Transformer decoder may use T2R linear attention (cfg.dec_attn t2r, docs/MODEL.md).
+ * Inference decoding lives in decoder_transformer.c, decoder_t2r.c and decoder_rnn.c. */
 #include "model.h"
 
 #include <math.h>
@@ -51,7 +52,7 @@ s2s_model *s2s_model_new_empty(const s2s_config *c, int trainable) {
     m->cfg = *c;
     m->trainable = trainable;
     int D = c->d_model, F = c->d_ff;
-    int cap = 8 + 16 * c->enc_layers + 26 * c->dec_layers;
+    int cap = 8 + 16 * c->enc_layers + 30 * c->dec_layers;
     m->params = s2s_xcalloc((size_t)cap, sizeof *m->params);
     m->tgt_emb = reg(m, cap, "tgt_emb.weight", c->tgt_vocab, D);
     m->src_emb = c->share_src_emb ? m->tgt_emb : reg(m, cap, "src_emb.weight", c->src_vocab, D);
@@ -79,6 +80,10 @@ s2s_model *s2s_model_new_empty(const s2s_config *c, int trainable) {
             snprintf(p, sizeof p, "dec.%d.self.k", i); reg_lin(m, cap, &L->sk, p, D, D);
             snprintf(p, sizeof p, "dec.%d.self.v", i); reg_lin(m, cap, &L->sv, p, D, D);
             snprintf(p, sizeof p, "dec.%d.self.o", i); reg_lin(m, cap, &L->so, p, D, D);
+            if (s2s_config_is_t2r(c)) {
+                snprintf(p, sizeof p, "dec.%d.self.phi", i);
+                reg_lin(m, cap, &L->sphi, p, c->n_heads * c->t2r_k, D / c->n_heads);
+            }
         } else {
             snprintf(p, sizeof p, "dec.%d.rnn.wx", i); reg_lin(m, cap, &L->rx, p, G * D, D);
             if (G > 2) { snprintf(p, sizeof p, "dec.%d.rnn.wh", i); reg_lin(m, cap, &L->rh, p, G * D, D); }
@@ -88,6 +93,10 @@ s2s_model *s2s_model_new_empty(const s2s_config *c, int trainable) {
         snprintf(p, sizeof p, "dec.%d.cross.k", i); reg_lin(m, cap, &L->ck, p, D, D);
         snprintf(p, sizeof p, "dec.%d.cross.v", i); reg_lin(m, cap, &L->cv, p, D, D);
         snprintf(p, sizeof p, "dec.%d.cross.o", i); reg_lin(m, cap, &L->co, p, D, D);
+        if (s2s_config_is_t2r(c)) {
+            snprintf(p, sizeof p, "dec.%d.cross.phi", i);
+            reg_lin(m, cap, &L->cphi, p, c->n_heads * c->t2r_k, D / c->n_heads);
+        }
         if (c->dec_ffn) {
             snprintf(p, sizeof p, "dec.%d.ln3", i); reg_ln(m, cap, &L->ln3, p, D);
             snprintf(p, sizeof p, "dec.%d.fc1", i); reg_lin(m, cap, &L->fc1, p, F, D);
@@ -109,28 +118,58 @@ s2s_model *s2s_model_new_empty(const s2s_config *c, int trainable) {
     return m;
 }
 
+static int is_phi(const char *name) { return strstr(name, ".phi.") != NULL; }
+
+/* Random values of parameter e (s2s_model_create's initialisation). */
+static void init_param(const s2s_config *c, s2s_param_entry *e, uint64_t *rng) {
+    s2s_tensor *t = e->t;
+    const char *nm = e->name;
+    size_t L = strlen(nm);
+    if (is_phi(nm) && t->ndim == 2) { /* T2R feature map: xavier uniform per head [k, Dh] */
+        float lim = sqrtf(6.0f / (float)(c->t2r_k + t->shape[1]));
+        for (size_t j = 0; j < t->n; j++) t->data[j] = lim * (2.0f * s2s_rng_uniform(rng) - 1.0f);
+    } else if (strstr(nm, "_emb.")) {
+        float sd = 1.0f / sqrtf((float)c->d_model);
+        for (size_t j = 0; j < t->n; j++) t->data[j] = sd * s2s_rng_normal(rng);
+        for (int d = 0; d < c->d_model; d++) t->data[d] = 0.0f; /* <pad> row */
+    } else if (t->ndim == 2) { /* xavier uniform */
+        float lim = sqrtf(6.0f / (float)(t->shape[0] + t->shape[1]));
+        for (size_t j = 0; j < t->n; j++) t->data[j] = lim * (2.0f * s2s_rng_uniform(rng) - 1.0f);
+    } else if (L > 7 && strcmp(nm + L - 7, ".weight") == 0) { /* LayerNorm gain */
+        for (size_t j = 0; j < t->n; j++) t->data[j] = 1.0f;
+    } /* biases stay 0 */
+}
+
 s2s_model *s2s_model_create(const s2s_config *c, struct s2s_tokenizer *src_tok,
                             struct s2s_tokenizer *tgt_tok, uint64_t seed) {
     s2s_model *m = s2s_model_new_empty(c, 1);
     m->src_tok = src_tok;
     m->tgt_tok = tgt_tok;
     uint64_t rng = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (int i = 0; i < m->n_params; i++) {
-        s2s_param_entry *e = &m->params[i];
-        s2s_tensor *t = e->t;
-        const char *nm = e->name;
-        size_t L = strlen(nm);
-        if (strstr(nm, "_emb.")) {
-            float sd = 1.0f / sqrtf((float)c->d_model);
-            for (size_t j = 0; j < t->n; j++) t->data[j] = sd * s2s_rng_normal(&rng);
-            for (int d = 0; d < c->d_model; d++) t->data[d] = 0.0f; /* <pad> row */
-        } else if (t->ndim == 2) { /* xavier uniform */
-            float lim = sqrtf(6.0f / (float)(t->shape[0] + t->shape[1]));
-            for (size_t j = 0; j < t->n; j++) t->data[j] = lim * (2.0f * s2s_rng_uniform(&rng) - 1.0f);
-        } else if (L > 7 && strcmp(nm + L - 7, ".weight") == 0) { /* LayerNorm gain */
-            for (size_t j = 0; j < t->n; j++) t->data[j] = 1.0f;
-        } /* biases stay 0 */
+    for (int i = 0; i < m->n_params; i++) init_param(c, &m->params[i], &rng);
+    return m;
+}
+
+s2s_model *s2s_model_to_t2r(s2s_model *src, int k, uint64_t seed, char *err, size_t errlen) {
+    s2s_config c = src->cfg;
+    if (s2s_config_dec_kind(&c) != S2S_DEC_TRANSFORMER || s2s_config_is_t2r(&c)) {
+        s2s_errf(err, errlen, "--to t2r needs a softmax Transformer decoder (this model: decoder '%.16s', dec_attn %s)",
+                 c.decoder, s2s_config_is_t2r(&c) ? "t2r" : "softmax");
+        return NULL;
     }
+    c.dec_attn = S2S_ATTN_T2R;
+    c.t2r_k = k;
+    if (s2s_config_check(&c, err, errlen) != 0) return NULL;
+    s2s_model *m = s2s_model_new_empty(&c, 1);
+    m->src_tok = src->src_tok;
+    m->tgt_tok = src->tgt_tok;
+    src->src_tok = src->tgt_tok = NULL; /* moved */
+    if (src->train_meta) m->train_meta = s2s_xstrdup(src->train_meta);
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int i = 0; i < m->n_params; i++)
+        if (is_phi(m->params[i].name)) init_param(&c, &m->params[i], &rng);
+    int copied = s2s_model_copy_matching(m, src, 1);
+    S2S_ASSERT(copied == src->n_params && copied + 4 * c.dec_layers == m->n_params); /* all but phi */
     return m;
 }
 
@@ -154,6 +193,7 @@ s2s_model *s2s_model_student(s2s_model *teacher, const s2s_config *dec, uint64_t
                              char *err, size_t errlen) {
     s2s_config c = teacher->cfg;
     memcpy(c.decoder, dec->decoder, sizeof c.decoder);
+    if (s2s_decoder_kind_parse(c.decoder) != S2S_DEC_TRANSFORMER) c.dec_attn = S2S_ATTN_SOFTMAX; /* T2R: Transformer only */
     c.dec_layers = dec->dec_layers;
     c.dec_ffn = dec->dec_ffn;
     if (s2s_config_check(&c, err, errlen) != 0) return NULL;
@@ -215,11 +255,14 @@ static s2s_tensor *ffn(s2s_graph *g, const s2s_model *m, s2s_tensor *x, const s2
     return lin(g, h, fc2);
 }
 
+/* phi: the T2R feature map (decoder with dec_attn t2r), NULL for softmax attention */
 static s2s_tensor *mha(s2s_graph *g, const s2s_model *m, s2s_tensor *xq, s2s_tensor *xkv,
                        const s2s_lin_p *q, const s2s_lin_p *k, const s2s_lin_p *v,
-                       const s2s_lin_p *o, const int32_t *kv_len, int causal) {
-    s2s_tensor *a = s2s_attention(g, lin(g, xq, q), lin(g, xkv, k), lin(g, xkv, v), kv_len, causal,
-                                  m->cfg.n_heads);
+                       const s2s_lin_p *o, const s2s_lin_p *phi, const int32_t *kv_len, int causal) {
+    s2s_tensor *a = phi ? s2s_t2r_attention(g, lin(g, xq, q), lin(g, xkv, k), lin(g, xkv, v), phi->w, phi->b,
+                                            kv_len, causal, m->cfg.n_heads)
+                        : s2s_attention(g, lin(g, xq, q), lin(g, xkv, k), lin(g, xkv, v), kv_len, causal,
+                                        m->cfg.n_heads);
     return lin(g, a, o);
 }
 
@@ -229,7 +272,7 @@ s2s_tensor *s2s_model_encode(s2s_graph *g, const s2s_model *m, const int32_t *sr
     for (int i = 0; i < m->cfg.enc_layers; i++) {
         const s2s_enc_layer *L = &m->enc[i];
         s2s_tensor *h = ln(g, x, &L->ln1);
-        x = s2s_add(g, x, s2s_dropout(g, mha(g, m, h, h, &L->q, &L->k, &L->v, &L->o, src_len, 0), dropout));
+        x = s2s_add(g, x, s2s_dropout(g, mha(g, m, h, h, &L->q, &L->k, &L->v, &L->o, NULL, src_len, 0), dropout));
         h = ln(g, x, &L->ln2);
         x = s2s_add(g, x, s2s_dropout(g, ffn(g, m, h, &L->fc1, &L->fc2), dropout));
     }
@@ -248,16 +291,16 @@ static s2s_tensor *rnn(s2s_graph *g, int kind, s2s_tensor *x, const s2s_dec_laye
 s2s_tensor *s2s_model_decode_train(s2s_graph *g, const s2s_model *m, s2s_tensor *enc,
                                    const int32_t *src_len, const int32_t *tgt_in, int B,
                                    int Tt, float dropout) {
-    int kind = s2s_config_dec_kind(&m->cfg);
+    int kind = s2s_config_dec_kind(&m->cfg), t2r = s2s_config_is_t2r(&m->cfg);
     s2s_tensor *y = embed(g, m, m->tgt_emb, tgt_in, B, Tt, dropout);
     for (int i = 0; i < m->cfg.dec_layers; i++) {
         const s2s_dec_layer *L = &m->dec[i];
         s2s_tensor *h = ln(g, y, &L->ln1);
-        s2s_tensor *s = kind == S2S_DEC_TRANSFORMER ? mha(g, m, h, h, &L->sq, &L->sk, &L->sv, &L->so, NULL, 1)
+        s2s_tensor *s = kind == S2S_DEC_TRANSFORMER ? mha(g, m, h, h, &L->sq, &L->sk, &L->sv, &L->so, t2r ? &L->sphi : NULL, NULL, 1)
                                                     : rnn(g, kind, h, L);
         y = s2s_add(g, y, s2s_dropout(g, s, dropout));
         h = ln(g, y, &L->ln2);
-        y = s2s_add(g, y, s2s_dropout(g, mha(g, m, h, enc, &L->cq, &L->ck, &L->cv, &L->co, src_len, 0), dropout));
+        y = s2s_add(g, y, s2s_dropout(g, mha(g, m, h, enc, &L->cq, &L->ck, &L->cv, &L->co, t2r ? &L->cphi : NULL, src_len, 0), dropout));
         if (!m->cfg.dec_ffn) continue;
         h = ln(g, y, &L->ln3);
         y = s2s_add(g, y, s2s_dropout(g, ffn(g, m, h, &L->fc1, &L->fc2), dropout));

@@ -34,6 +34,10 @@ typedef struct {
     s2s_lin_p rh;             /* GRU/LSTM: rnn.wh [G*D, D] + [G*D] recurrent; SSRU: none (NULL) */
     s2s_lin_p cq, ck, cv, co; /* cross-attention [D, D] */
     s2s_lin_p fc1, fc2;       /* FFN (cfg.dec_ffn) */
+    /* T2R (cfg.dec_attn t2r) feature maps of self- and cross-attention,
+     * "dec.{i}.self.phi" / "dec.{i}.cross.phi": weight [H*k, Dh] (= [H, k, Dh] row-major,
+     * the W of kernels_t2r.h; head h's rows h*k..h*k+k-1), bias [H*k] (= [H, k]) */
+    s2s_lin_p sphi, cphi;
 } s2s_dec_layer;
 
 typedef struct {
@@ -86,6 +90,12 @@ s2s_tensor *s2s_model_decode_train(s2s_graph *g, const s2s_model *m, s2s_tensor 
  * resulting config is invalid (the teacher is then unchanged). */
 s2s_model *s2s_model_student(s2s_model *teacher, const s2s_config *dec, uint64_t seed,
                              char *err, size_t errlen);
+/* Set dec_attn t2r with k features per head on a copy of a softmax Transformer model:
+ * a new trainable model (tokenizers moved from src, every weight copied) whose phi
+ * weights are random as in s2s_model_create (xavier uniform on each head's [k, Dh],
+ * biases 0) from seed. NULL + message if src is not a softmax Transformer or k is
+ * out of range (src is then unchanged). */
+s2s_model *s2s_model_to_t2r(s2s_model *src, int k, uint64_t seed, char *err, size_t errlen);
 /* Copy every weight of src whose name and shape dst also has (with_decoder = 0:
  * not the "dec.*" ones). Returns how many tensors were copied. dst is trainable. */
 int s2s_model_copy_matching(s2s_model *dst, const s2s_model *src, int with_decoder);

@@ -38,7 +38,9 @@ int s2s_cmd_info(int argc, char **argv) {
     static const char *const cell[] = {"", "SSRU", "GRU", "LSTM"}; /* by S2S_DEC_* */
     int kind = s2s_config_dec_kind(c);
     if (kind == S2S_DEC_TRANSFORMER)
-        printf("arch:        transformer encoder-decoder, pre-LN, decoder '%s'\n", c->decoder);
+        printf("arch:        transformer encoder-decoder, pre-LN, decoder '%s'%s\n", c->decoder,
+               s2s_config_is_t2r(c) ? ", T2R linear attention" : "");
+    if (s2s_config_is_t2r(c)) printf("t2r:         %d features per head (decoder self- and cross-attention)\n", c->t2r_k);
     else
         printf("arch:        transformer encoder + recurrent decoder, pre-LN, decoder '%s' (%s, layers %s FFN)\n",
                c->decoder, cell[kind], c->dec_ffn ? "with" : "without");

@@ -13,7 +13,7 @@ static void usage(FILE *f) {
             "  score      BLEU / chrF / WER / PER of hypotheses against references\n"
             "  info       show a model's architecture, size and training metadata\n"
             "  bpe        learn / apply tokenizers (BPE, char, symbol)\n"
-            "  convert    rewrite a model's weights in fp16 (or fp32)\n"
+            "  convert    rewrite a model's weights in fp16 (or fp32); --to t2r: T2R decoder attention\n"
             "run 's2s <command> --help' for the options of a command\n");
 }
 
