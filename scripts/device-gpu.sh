@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device-gpu.sh - run s2s on a rented GPU machine that has the CUDA driver and
-# toolkit but none of our Debian libraries. Binaries are built here with
-# `make CUDA=1 MARCH=x86-64-v3 BUILD=build-dev` and travel in build-dev/ with
+# toolkit but none of our Debian libraries. Binaries are built here by
+# scripts/make-device-bundle.sh and travel in build-dev/ with
 # build-dev/bundle.tar.xz (OpenBLAS, libgomp, Criterion and their libraries) and
 # build-dev/data/ (the prepared data sets). docs/RESULTS.md says which run made
 # which model.
