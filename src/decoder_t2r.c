@@ -30,6 +30,7 @@ typedef struct {
     int N, Nmax;            /* live rows, capacity (B*R) */
     int t;                  /* steps taken */
     int32_t *row_sent;      /* [Nmax] sentence of each row */
+    int32_t *rows_tmp;      /* [Nmax] select scratch */
     float **sS, **sz;       /* [Ld] -> [Nmax, H, kf, Dh], [Nmax, H, kf] self-attention state */
     float **cS, **cz;       /* [Ld] -> [B, H, kf, Dh], [B, H, kf] cross-attention state */
     float *spare_S, *spare_z; /* select scratch, swapped in */
@@ -67,6 +68,7 @@ static size_t plan(const s2s_model *m, int B, int Nmax, t2state *s, char *base) 
     CARVE(s->f, float, N * (size_t)c->d_ff);
     CARVE(s->mean, float, N); CARVE(s->rstd, float, N);
     CARVE(s->row_sent, int32_t, N);
+    CARVE(s->rows_tmp, int32_t, N);
 #undef CARVE
     return off;
 }
@@ -161,10 +163,8 @@ static void t2_select(void *st, const int32_t *rows, int N_new) {
         swap(&s->sS[l], &s->spare_S);
         swap(&s->sz[l], &s->spare_z);
     }
-    int32_t *rs = s2s_xmalloc((size_t)(N_new ? N_new : 1) * sizeof(int32_t));
-    for (int i = 0; i < N_new; i++) rs[i] = s->row_sent[rows[i]];
-    memcpy(s->row_sent, rs, (size_t)N_new * sizeof(int32_t));
-    free(rs);
+    for (int i = 0; i < N_new; i++) s->rows_tmp[i] = s->row_sent[rows[i]];
+    memcpy(s->row_sent, s->rows_tmp, (size_t)N_new * sizeof(int32_t));
     s->N = N_new;
 }
 

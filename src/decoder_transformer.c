@@ -21,6 +21,7 @@ typedef struct {
     int t;              /* steps taken */
     int32_t *src_len;   /* [B] */
     int32_t *row_sent;  /* [Nmax] sentence of each row */
+    int32_t *rows_tmp;  /* [Nmax] select scratch */
     float **kc, **vc;   /* [Ld] -> [Nmax, max_steps, D] self-attention cache */
     float **ck, **cv;   /* [Ld] -> [B, Ts, D] cross-attention keys/values */
     float *tmp;         /* [Nmax, max_steps, D] select scratch */
@@ -41,6 +42,7 @@ static void *t_start(const s2s_model *m, const float *enc, const int32_t *src_le
     s->src_len = s2s_xmalloc((size_t)B * sizeof(int32_t));
     memcpy(s->src_len, src_len, (size_t)B * sizeof(int32_t));
     s->row_sent = s2s_xmalloc(Nm * sizeof(int32_t));
+    s->rows_tmp = s2s_xmalloc(Nm * sizeof(int32_t));
     for (int r = 0; r < s->N; r++) s->row_sent[r] = r / R;
     s->kc = s2s_xcalloc((size_t)L, sizeof(float *)); s->vc = s2s_xcalloc((size_t)L, sizeof(float *));
     s->ck = s2s_xcalloc((size_t)L, sizeof(float *)); s->cv = s2s_xcalloc((size_t)L, sizeof(float *));
@@ -133,10 +135,8 @@ static void t_select(void *st, const int32_t *rows, int N_new) {
             }
         }
     }
-    int32_t *rs = s2s_xmalloc((size_t)(N_new ? N_new : 1) * sizeof(int32_t));
-    for (int i = 0; i < N_new; i++) rs[i] = s->row_sent[rows[i]];
-    memcpy(s->row_sent, rs, (size_t)N_new * sizeof(int32_t));
-    free(rs);
+    for (int i = 0; i < N_new; i++) s->rows_tmp[i] = s->row_sent[rows[i]];
+    memcpy(s->row_sent, s->rows_tmp, (size_t)N_new * sizeof(int32_t));
     s->N = N_new;
 }
 
@@ -145,7 +145,7 @@ static void t_free(void *st) {
     if (!s) return;
     for (int l = 0; l < s->m->cfg.dec_layers; l++) { free(s->kc[l]); free(s->vc[l]); free(s->ck[l]); free(s->cv[l]); }
     free(s->kc); free(s->vc); free(s->ck); free(s->cv);
-    free(s->src_len); free(s->row_sent); free(s->tmp);
+    free(s->src_len); free(s->row_sent); free(s->rows_tmp); free(s->tmp);
     free(s->x); free(s->h); free(s->q); free(s->k); free(s->v); free(s->a); free(s->f);
     free(s->mean); free(s->rstd); free(s->p);
     free(s);

@@ -236,15 +236,6 @@ s2s_tensor *s2s_tensor_wrap(s2s_graph *g, float *data, int ndim, const int *shap
     return t;
 }
 
-s2s_tensor *s2s_tensor_from_host(s2s_graph *g, const float *host, int ndim, const int *shape) {
-    s2s_tensor *t = tensor_out(g, ndim, shape);
-#ifdef S2S_CUDA
-    if (g->cuda) { s2s_cuda_upload(t->dev_data, host, t->n * sizeof(float)); return t; }
-#endif
-    memcpy(t->data, host, t->n * sizeof(float));
-    return t;
-}
-
 s2s_tensor *s2s_tensor_repeat(s2s_graph *g, const float *src, int reps, int ndim, const int *shape) {
     s2s_tensor *t = tensor_out(g, ndim, shape);
     S2S_ASSERT(reps > 0 && t->n % (size_t)reps == 0);

@@ -57,8 +57,6 @@ s2s_tensor *s2s_tensor_new(s2s_graph *g, int ndim, const int *shape); /* arena, 
 /* Wrap existing memory (no copy, no grad): inputs, constants, read-only weights. */
 s2s_tensor *s2s_tensor_wrap(s2s_graph *g, float *data, int ndim, const int *shape);
 void *s2s_graph_alloc(s2s_graph *g, size_t bytes); /* arena scratch, 64-byte aligned, zeroed */
-/* A tensor holding a copy of host memory (on the graph's device). */
-s2s_tensor *s2s_tensor_from_host(s2s_graph *g, const float *host, int ndim, const int *shape);
 /* A tensor of shape [shape] holding reps back-to-back copies of src[n / reps]; src
  * is on the graph's device (host memory, or device memory on a CUDA graph). */
 s2s_tensor *s2s_tensor_repeat(s2s_graph *g, const float *src, int reps, int ndim, const int *shape);
