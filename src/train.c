@@ -345,7 +345,8 @@ static double dev_loss(s2s_graph *g, const s2s_model *m, const dataset *dev, int
     return cnt > 0 ? sum / cnt : 0.0;
 }
 
-/* Greedy-decode the first eval_max dev sources and score them. */
+/* Greedy-decode the first eval_max dev sources and score them (a model on the GPU
+ * decodes there, from its current device weights). */
 static double dev_metric(const s2s_model *m, const char *metric, char **src, char **ref, size_t n,
                          char *err, size_t errlen) {
     s2s_translate_opts to;
@@ -566,7 +567,6 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
             if (save_last(m, &opt, &ts, last_path, err, errlen) != 0) goto done;
         } else if ((o->eval_every > 0 && ts.step % o->eval_every == 0) || last_step) {
             double vl = dev_loss(g, m, &dv, o->tokens_per_batch);
-            s2s_model_sync_host(m); /* host weights current for decoding and saving */
             double score = vl;
             if (strcmp(o->metric, "loss") != 0 && n_eval > 0) {
                 score = dev_metric(m, o->metric, dv_src, dv_tgt, n_eval, err, errlen);
@@ -578,6 +578,7 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
             if (improved || isnan(score)) {
                 if (improved) { ts.best = score; ts.bad_evals = 0; }
                 set_train_meta(m, o, &ts, score);
+                s2s_model_sync_host(m); /* GPU training: the file gets the current weights */
                 if (s2s_model_save(m, best_path, NULL, 0, NULL, 0, o->save_fp16, err, errlen) != 0) goto done;
             } else {
                 ts.bad_evals++;
