@@ -29,6 +29,12 @@ void tu_perturb_vectors(s2s_model *m, uint64_t seed);
 void tu_reverse_task(char ***src, char ***tgt, int n, uint64_t seed);
 /* Write the reverse task as DIR/NAME.src and DIR/NAME.tgt (n lines each). */
 void tu_write_reverse_task(const char *dir, const char *name, int n, uint64_t seed);
+/* The decoder step interface's select(): 2 sentences x 2 rows (sources
+ * {4 5 6 7 </s>} and {8 9 </s>}) take two steps with different prefixes, rows
+ * {1, 1, 3} are kept (reordered and duplicated) and one more step is taken; a fresh
+ * state fed those rows' prefixes directly must give the same logits. Returns the
+ * largest difference of the last step's logits. */
+double tu_select_reorder_diff(const s2s_model *m);
 /* Run a shell command, capture stdout+stderr (malloc'd) and return the exit status. */
 int tu_run(const char *cmd, char **output);
 
