@@ -5,6 +5,7 @@
 #   make data       prepare data/ from Debian packages (scripts/prepare-data.sh)
 #   make bench      run the CPU benchmarks (bench/)
 #   make bench-gpu  the GPU benchmark against PyTorch (bench/gpu.sh: needs a GPU and python3 with CUDA torch)
+#   make bench-peers  CPU decoding against CTranslate2 on the same weights (bench/peers/run.sh; venv .venv-peers)
 #   make demo       the main job: run the shipped models side by side
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS each; make tsan: thread-safety under TSan
 # Switches: V=1 (echo commands), SAN=1, OPENMP=0, NATIVE=0 (no -march), MARCH=x86-64-v3 (portable AVX2 build), DEBUG=1,
@@ -78,7 +79,7 @@ LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(CU_SRC:src/%.cu=$(BUILD)/obj/%
 CLI_OBJ  := $(CLI_SRC:src/cli/%.c=$(BUILD)/obj/cli/%.o)
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/obj/tests/%.o)
 
-.PHONY: all test check-deps data bench bench-gpu demo fuzz tsan clean
+.PHONY: all test check-deps data bench bench-gpu bench-peers demo fuzz tsan clean
 all: $(BUILD)/s2s
 
 check-deps:
@@ -140,6 +141,12 @@ bench:
 bench-gpu:
 	@$(MAKE) --no-print-directory CUDA=1 $(BUILD)/bench_s2s
 	@BIN=$(BUILD)/bench_s2s bash bench/gpu.sh
+
+# the venv first (scripts/install-deps.sh peers), then the binaries, then the run
+bench-peers:
+	@bash scripts/install-deps.sh peers
+	@$(MAKE) --no-print-directory $(BUILD)/bench_s2s $(BUILD)/s2s
+	@NO_BUILD=1 BUILD=$(BUILD) bash bench/peers/run.sh $(PEERS_ARGS)
 
 demo:
 	@bash scripts/install-deps.sh build

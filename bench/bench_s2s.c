@@ -16,6 +16,8 @@
  *    "tokens":N,"seconds":S,"tok_per_s":N/S, ...}
  * decode tokens = generated target tokens incl. </s>; train tokens = non-pad target
  * tokens (tgt_out, incl. </s>) of the timed steps (forward + backward + clip + AdamW).
+ * Decode lines also split "seconds" into "encoder_seconds" (s2s_model_encode, the
+ * device synced after each batch) and "decoder_seconds" (the search: the rest).
  *
  * Decoding drives libs2s directly: batches of consecutive input lines (no sorting),
  * the encoder on a no-grad graph (s2s_model_encode), then s2s_search (search.h) with
@@ -66,6 +68,7 @@
 #include "optim.h"
 #include "s2s.h"
 #include "search.h"
+#include "decoder_deed.h"
 #include "tokenizer.h"
 
 /* ------------------------------------------------------------------ utilities */
@@ -211,6 +214,10 @@ static void hyps_free(hyps *h, int n) {
     h->out = NULL; h->len = NULL;
 }
 
+/* Seconds decode_all spent in the encoder (device synced after each batch's encoder),
+ * summed since the caller last zeroed it; the rest of a run is the decoder (search). */
+static double g_encode_s;
+
 /* Decode srcs[0..n) in batches of bs consecutive lines (torch_bench.decode_all). */
 static hyps decode_all(const s2s_model *m, s2s_graph *g, const idlist *srcs, int n, int bs,
                        const s2s_search_opts *so) {
@@ -231,7 +238,10 @@ static hyps decode_all(const s2s_model *m, s2s_graph *g, const idlist *srcs, int
             for (int t = L; t < Ts; t++) src[(size_t)b * Ts + t] = S2S_PAD;
         }
         s2s_graph_reset(g);
+        double te = now_s();
         s2s_tensor *enc = s2s_model_encode(g, m, src, slen, B, Ts, 0.0f);
+        dev_sync(s2s_graph_is_cuda(g));
+        g_encode_s += now_s() - te;
         /* on a CUDA graph the encoder output is in device memory, and s2s_search
          * decodes on the GPU (the model is on the GPU) */
         const float *ep = s2s_graph_is_cuda(g) ? enc->dev_data : enc->data;
@@ -523,6 +533,8 @@ static void usage(void) {
             "         [--train-src S.ids --train-tgt T.ids] [--tokens-per-batch N] [--train-steps N]\n"
             "         [--train-warmup N] [--dropout P] [--label-smoothing E] [--lr X] [--warmup N]\n"
             "         [--weight-decay W] [--clip C] [--device cpu|cuda] [--tf32]\n"
+            "         [--exit-threshold TAU [--exit-metric maxprob|margin] [--exit-states jit|copy]]\n"
+            "         (DEED early exit of a multi-exit model, CPU: JSON lines get avg_exit_layer)\n"
             "       bench_s2s -m MODEL --dump-ids TEXT [--side src|tgt] [--limit N]\n"
             "       bench_s2s --make-model OUT [--vocab 8000] [--corpus-src F] [--corpus-tgt F]\n"
             "       bench_s2s --info [-m MODEL] [--device cuda]\n"
@@ -537,6 +549,8 @@ int main(int argc, char **argv) {
     int threads = 1, beam = 4, max_len = 0, limit = 0, no_greedy = 0, vocab = 8000;
     int tpb = 4096, train_steps = 10, train_warmup = 2, info = 0, cuda = 0, tf32 = 0;
     float lp = 1.0f, dropout = 0.1f, ls = 0.1f, lr = 5e-4f, warmup = 4000, wd = 0.01f, clip = 1.0f;
+    float exit_tau = -1.0f; /* DEED: < 0 off */
+    int exit_metric = S2S_EXIT_MAXPROB, exit_states = S2S_EXIT_JIT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define ARG() (i + 1 < argc ? argv[++i] : (usage(), ""))
@@ -549,6 +563,18 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--length-penalty")) lp = (float)atof(ARG());
         else if (!strcmp(a, "--limit")) limit = atoi(ARG());
         else if (!strcmp(a, "--no-greedy")) no_greedy = 1;
+        else if (!strcmp(a, "--exit-threshold")) exit_tau = (float)atof(ARG());
+        else if (!strcmp(a, "--exit-metric")) {
+            const char *v = ARG();
+            if (!strcmp(v, "maxprob")) exit_metric = S2S_EXIT_MAXPROB;
+            else if (!strcmp(v, "margin")) exit_metric = S2S_EXIT_MARGIN;
+            else usage();
+        } else if (!strcmp(a, "--exit-states")) {
+            const char *v = ARG();
+            if (!strcmp(v, "jit")) exit_states = S2S_EXIT_JIT;
+            else if (!strcmp(v, "copy")) exit_states = S2S_EXIT_COPY;
+            else usage();
+        }
         else if (!strcmp(a, "--outputs")) outputs = ARG();
         else if (!strcmp(a, "--beam-outputs")) beam_outputs = ARG();
         else if (!strcmp(a, "--train-src")) train_src = ARG();
@@ -601,6 +627,8 @@ int main(int argc, char **argv) {
         s2s_model *m = s2s_load(model, err, sizeof err);
         if (!m) die("%s", err);
         double mem0 = cuda ? gpu_used_mb() : NAN, mem = 0; /* the first call creates the context */
+        if (exit_tau >= 0 && (!m->cfg.multi_exit || cuda))
+            die("--exit-threshold needs a multi-exit model on the CPU (%s)", model);
         if (cuda && s2s_model_to_cuda(m, err, sizeof err) != 0) die("%s", err);
         idlist srcs = read_ids(input);
         if (limit > 0 && limit < srcs.n) {
@@ -641,6 +669,9 @@ int main(int argc, char **argv) {
             so.max_len = lim;
             so.len_ratio = 0.0f; /* torch has a fixed limit only */
             so.length_penalty = lp;
+            s2s_exit_stats xstats;
+            s2s_exit_opts xo = {exit_tau, exit_metric, exit_states, &xstats, 0};
+            if (exit_tau >= 0 && exit_tau <= 1) so.exit = &xo; /* above 1: the full-depth decoder */
             for (int bi = 0; bi < nbs; bi++) {
                 int bs = bsz[bi];
                 int nw = bs > 4 ? bs : 4;
@@ -649,6 +680,8 @@ int main(int argc, char **argv) {
                 hyps_free(&w, nw);
                 dev_sync(cuda);
                 if (cuda) mem_peak(&mem, mem0);
+                memset(&xstats, 0, sizeof xstats);
+                g_encode_s = 0;
                 double t0 = now_s();
                 hyps h = decode_all(m, g, &srcs, srcs.n, bs, &so);
                 dev_sync(cuda); /* decoding returns host ids: nothing is left queued */
@@ -659,6 +692,12 @@ int main(int argc, char **argv) {
                        "\"beam\": %d, \"sentences\": %d, \"tokens\": %ld, \"seconds\": %.6f, \"tok_per_s\": %.3f",
                        threads, devname, run == 0 ? "greedy" : "beam", bs, k, srcs.n, ntok, dt, (double)ntok / dt);
                 if (cuda) printf(", \"tf32\": %d, \"gpu_mem_mb\": %.1f", tf32, mem);
+                /* the encoder's share (NASH narrows the encoder, shortens the decoder) */
+                printf(", \"encoder_seconds\": %.6f, \"decoder_seconds\": %.6f", g_encode_s, dt - g_encode_s);
+                if (exit_tau >= 0)
+                    printf(", \"exit_threshold\": %g, \"exit_metric\": \"%s\", \"exit_states\": \"%s\", \"avg_exit_layer\": %.4f",
+                           exit_tau, exit_metric ? "margin" : "maxprob", exit_states ? "copy" : "jit",
+                           so.exit ? s2s_exit_stats_avg(&xstats) : (double)m->cfg.dec_layers);
                 printf("}\n");
                 fflush(stdout);
                 const char *o = run == 0 ? outputs : beam_outputs;

@@ -2,7 +2,7 @@
  * a recurrent or linear-attention decoder should cost the same per token at every
  * length; a Transformer's self-attention cache makes it grow).
  *
- *   build/step_cost -m MODEL [-m MODEL2 ...] [--lengths 16,64,256] [--batch 1,32]
+ *   build/step_cost -m MODEL [-m MODEL2 ...] [--lengths 16,64,256,1024] [--batch 1,32]
  *                   [--threads 1] [--reps 3]
  *
  * Forced decoding through the decoder step interface (decoder.h), the path every
@@ -10,9 +10,19 @@
  * sentence, repeated for each of B rows), then L steps feeding fixed tokens (forced:
  * no search, no early </s>). For each model, batch B and length L it prints one JSON
  * line with the mean seconds per step over the whole run, the mean over the last
- * min(16, L) steps (the marginal cost at length L), and the decoder's state bytes
- * per row after L steps. The fastest of --reps runs is kept. Lengths beyond the
- * model's max_len - 1 are skipped (positions are a fixed table). */
+ * min(16, L) steps (the marginal cost at length L), the step decoder used (ops kind:
+ * "transformer", "t2r", "ssru"...; T2R models also give t2r_k and t2r_map), and the
+ * decode-state bytes per sentence after L steps (decoder.h state_bytes at beam 1: a
+ * Transformer's self K/V cache plus its cross K/V, which grow with L and the source;
+ * T2R's and the RNNs' fixed-size states) and the peak bytes start() reserves per
+ * sentence (start_bytes / B). The fastest of --reps runs is kept.
+ *
+ * Lengths beyond the model's max_len - 1 (the G2P models have max_len 64): the
+ * sinusoidal position table is extended before decoding (extend_positions below, the
+ * formula of model.c; cfg.max_len raised to match, in memory only). This is for
+ * TIMING only: a model never saw those positions, so what it would output there is
+ * meaningless, but every decoder's per-step work is the same as at a trained length. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +52,28 @@ static int parse_list(const char *s, int *out, int cap) {
     return n;
 }
 
+/* Extend m->pe [max_len, D] to n positions with model.c's sinusoids (tensor2tensor
+ * layout: sin of the first D/2 frequencies, then cos) and raise cfg.max_len to n. */
+static void extend_positions(s2s_model *m, int n) {
+    int D = m->cfg.d_model, half = D / 2;
+    if (n <= m->cfg.max_len) return;
+    float *pe = malloc((size_t)n * D * sizeof(float));
+    if (!pe) { fprintf(stderr, "step_cost: out of memory\n"); exit(1); }
+    double inc = log(10000.0) / (double)(half > 1 ? half - 1 : 1);
+    for (int pos = 0; pos < n; pos++)
+        for (int j = 0; j < half; j++) {
+            double a = (double)pos * exp(-(double)j * inc);
+            pe[(size_t)pos * D + j] = (float)sin(a);
+            pe[(size_t)pos * D + half + j] = (float)cos(a);
+        }
+    /* the trained positions must be unchanged: same formula as model.c */
+    for (size_t i = 0; i < (size_t)m->cfg.max_len * D; i++)
+        if (fabsf(pe[i] - m->pe[i]) > 1e-6f) { fprintf(stderr, "step_cost: position table mismatch at %zu\n", i); exit(1); }
+    free(m->pe);
+    m->pe = pe;
+    m->cfg.max_len = n;
+}
+
 /* One forced run of L steps over B rows; fills total and last-16 seconds per step. */
 static void run(const s2s_model *m, const s2s_decoder_ops *ops, const float *enc, const int32_t *slen,
                 int B, int Ts, int L, double *per_step, double *per_step_tail) {
@@ -67,7 +99,7 @@ static void run(const s2s_model *m, const s2s_decoder_ops *ops, const float *enc
 
 int main(int argc, char **argv) {
     const char *models[16];
-    int nm = 0, lens[16] = {16, 64, 256}, nl = 3, bs[8] = {1, 32}, nb = 2, threads = 1, reps = 3;
+    int nm = 0, lens[16] = {16, 64, 256, 1024}, nl = 4, bs[8] = {1, 32}, nb = 2, threads = 1, reps = 3;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) { fprintf(stderr, "step_cost: %s needs a value\n", a); return 2; }
@@ -79,7 +111,7 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "step_cost: unknown option %s\n", a); return 2; }
         i++;
     }
-    if (nm == 0) { fprintf(stderr, "usage: step_cost -m MODEL [-m MODEL...] [--lengths 16,64,256] [--batch 1,32] [--threads 1] [--reps 3]\n"); return 2; }
+    if (nm == 0) { fprintf(stderr, "usage: step_cost -m MODEL [-m MODEL...] [--lengths 16,64,256,1024] [--batch 1,32] [--threads 1] [--reps 3]\n"); return 2; }
     s2s_set_threads(threads > 0 ? threads : 1);
     static const char *sentence = "and god said , let there be light : and there was light .";
     for (int mi = 0; mi < nm; mi++) {
@@ -87,10 +119,14 @@ int main(int argc, char **argv) {
         s2s_model *m = s2s_model_load(models[mi], 0, err, sizeof err);
         if (!m) { fprintf(stderr, "step_cost: %s\n", err); return 1; }
         const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
+        if (!ops) { fprintf(stderr, "step_cost: %s: no step decoder for this model\n", models[mi]); return 1; }
+        int trained_len = m->cfg.max_len, maxL = 0;
+        for (int li = 0; li < nl; li++) if (lens[li] > maxL) maxL = lens[li];
+        extend_positions(m, maxL + 1); /* timing beyond the trained positions (see above) */
         int32_t ids[256];
         int k = s2s_tok_encode(m->src_tok, sentence, ids, 200);
         if (k < 0) k = 0;
-        if (k > m->cfg.max_len - 1) k = m->cfg.max_len - 1;
+        if (k > trained_len - 1) k = trained_len - 1;
         ids[k] = S2S_EOS;
         int Ts = k + 1;
         for (int bi = 0; bi < nb; bi++) {
@@ -102,7 +138,6 @@ int main(int argc, char **argv) {
             s2s_tensor *enc = s2s_model_encode(g, m, src, slen, B, Ts, 0.0f);
             for (int li = 0; li < nl; li++) {
                 int L = lens[li];
-                if (L > m->cfg.max_len - 1) continue;
                 double best = 1e30, best_tail = 1e30;
                 for (int r = 0; r < reps; r++) {
                     double ps, pt;
@@ -110,10 +145,15 @@ int main(int argc, char **argv) {
                     if (ps < best) best = ps;
                     if (pt < best_tail) best_tail = pt;
                 }
-                printf("{\"model\": \"%s\", \"decoder\": \"%s\", \"batch\": %d, \"threads\": %d, \"length\": %d, "
-                       "\"ms_per_step\": %.4f, \"ms_per_step_last16\": %.4f, \"state_bytes_per_row\": %zu}\n",
-                       models[mi], m->cfg.decoder, B, threads, L, 1e3 * best, 1e3 * best_tail,
-                       ops->state_bytes(m, Ts, L));
+                char t2r[64] = "";
+                if (s2s_config_is_t2r(&m->cfg))
+                    snprintf(t2r, sizeof t2r, ", \"t2r_k\": %d, \"t2r_map\": \"%s\"", m->cfg.t2r_k,
+                             m->cfg.t2r_map == S2S_T2R_MAP_ELU ? "elu" : "relu");
+                printf("{\"model\": \"%s\", \"decoder\": \"%s\"%s, \"batch\": %d, \"threads\": %d, \"length\": %d, "
+                       "\"beyond_trained_positions\": %s, \"ms_per_step\": %.4f, \"ms_per_step_last16\": %.4f, "
+                       "\"state_bytes_per_sentence\": %zu, \"start_bytes_per_sentence\": %zu}\n",
+                       models[mi], ops->kind, t2r, B, threads, L, L > trained_len ? "true" : "false", 1e3 * best,
+                       1e3 * best_tail, ops->state_bytes(m, Ts, L), ops->start_bytes(m, B, Ts, 1, L + 1) / (size_t)B);
                 fflush(stdout);
             }
             s2s_graph_free(g);

@@ -37,6 +37,15 @@ typedef struct {
     int max_memory_mb;    /* decoding memory bound per call (encoder activations +
                              decoder state of one batch); batches are split to stay
                              under it, a single sentence above it is refused. 0 = no bound */
+    /* DEED early exit (multi-exit models, CPU only). exit_threshold < 0 (default): off;
+     * in [0, 1]: each decoding step stops at the first decoder layer whose exit
+     * confidence reaches it; > 1: full depth (the normal decoder, same outputs). */
+    float exit_threshold;
+    int exit_metric;      /* 0: max softmax probability, 1: top-1 minus top-2 probability */
+    int exit_states;      /* 0: compute skipped deeper states just in time, 1: copy the exited state up */
+    double *exit_stats;   /* optional [4]: += sum of exit layers (1-based), += decoding row steps,
+                             += (position, layer) states the decoder layers computed, += of which
+                             just in time (jit) or K/V filled from an exited state (copy) */
 } s2s_translate_opts;
 
 /* Flags reported per input line by s2s_translate (may be NULL). */

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # device-gpu.sh - run s2s on a rented GPU machine that has the CUDA driver and
 # toolkit but none of our Debian libraries. Binaries are built here by
-# scripts/make-device-bundle.sh and travel in build-dev/ with
+# scripts/make-device-bundle.sh and travel in build-dev/bin/ with
 # build-dev/bundle.tar.xz (OpenBLAS, libgomp, Criterion and their libraries) and
-# build-dev/data/ (the prepared data sets). docs/RESULTS.md says which run made
-# which model.
+# build-dev/data.tar.xz (the prepared data sets, unpacked and linked as data/).
+# docs/RESULTS.md says which run made which model.
 #
-#   bash scripts/device-gpu.sh test [FILTER]          run build-dev/s2s_tests (CUDA suites by default)
+#   bash scripts/device-gpu.sh test [FILTER]          run build-dev/bin/s2s_tests (CUDA suites by default)
 #   bash scripts/device-gpu.sh start NAME SECS ARGS   start `s2s train --device cuda -o runs/NAME ARGS`
 #                                                     in the background for at most SECS (SIGTERM
 #                                                     then: the trainer saves last.safetensors)
+#   GPU=i ...start ...                                on GPU i of several (CUDA_VISIBLE_DEVICES)
+#   CMD=prune ...start ...                            another s2s subcommand (`s2s prune ... -o runs/NAME`)
 #   bash scripts/device-gpu.sh wait SECS NAME...      print progress every 60 s for SECS
 #   bash scripts/device-gpu.sh stop NAME...           SIGTERM the runs and wait for their saves
 #   bash scripts/device-gpu.sh collect NAME...        checkpoints (split into 15 MB parts) + logs -> $OUT
@@ -21,19 +23,23 @@ if [ ! -f $L/.done ]; then
     mkdir -p $L && tar xJf build-dev/bundle.tar.xz -C $L && touch $L/.done
 fi
 export LD_LIBRARY_PATH=$L:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export S2S_DATA=${S2S_DATA:-build-dev/data}
+if [ -f build-dev/data.tar.xz ] && [ ! -f /tmp/s2s-data/.done ]; then
+    mkdir -p /tmp/s2s-data && tar xJf build-dev/data.tar.xz -C /tmp/s2s-data && touch /tmp/s2s-data/.done
+fi
+[ -e data ] || ln -s /tmp/s2s-data/data data
+BIN=build-dev/bin
 cmd=${1:-}; shift || true
 case "$cmd" in
 test)
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-    S2S_BIN=build-dev/s2s build-dev/s2s_tests --filter="${1:-cuda*/*}" --verbose=0 -j1 2>&1
+    S2S_BIN=$BIN/s2s $BIN/s2s_tests --filter="${1:-cuda*/*}" --verbose=0 -j1 2>&1
     ;;
 start)
     name=$1; secs=$2; shift 2
     mkdir -p runs/$name
-    setsid timeout -s TERM "$secs" build-dev/s2s train --device cuda -o runs/$name "$@" \
-        > runs/$name/stderr.log 2>&1 < /dev/null &
-    echo "started $name (pid $!) for at most $secs s"
+    CUDA_VISIBLE_DEVICES=${GPU:-0} setsid timeout -s TERM "$secs" $BIN/s2s ${CMD:-train} --device cuda \
+        -o runs/$name "$@" > runs/$name/stderr.log 2>&1 < /dev/null &
+    echo "started $name (pid $!) on GPU ${GPU:-0} for at most $secs s"
     ;;
 wait)
     secs=$1; shift
@@ -46,7 +52,7 @@ wait)
     ;;
 stop)
     for n in "$@"; do pkill -TERM -f "runs/$n( |$)" ; done
-    for i in $(seq 60); do pgrep -f "s2s train" >/dev/null || break; sleep 1; done
+    for i in $(seq 60); do pgrep -f "bin/s2s (train|prune)" >/dev/null || break; sleep 1; done
     for n in "$@"; do tail -n 3 runs/$n/stderr.log; done
     ;;
 collect)

@@ -16,6 +16,12 @@ enum { S2S_DEC_TRANSFORMER = 0, S2S_DEC_SSRU = 1, S2S_DEC_GRU = 2, S2S_DEC_LSTM 
  * with a learned feature map of t2r_k features per head. */
 enum { S2S_ATTN_SOFTMAX = 0, S2S_ATTN_T2R = 1 };
 #define S2S_T2R_K_DEFAULT 32
+/* T2R feature map (cfg.t2r_map): learned phi(x) = relu(W x + b) (default), or the fixed
+ * phi(x) = elu(x) + 1 of Katharopoulos et al. (2020) on the head vector (no weights,
+ * t2r_k = d_model / n_heads). */
+enum { S2S_T2R_MAP_RELU = 0, S2S_T2R_MAP_ELU = 1 };
+#define S2S_EXIT_RANK_DEFAULT 64 /* DEED multi-exit adapter rank (docs/MODEL.md "DEED") */
+#define S2S_MAX_LAYERS 256 /* enc_layers / dec_layers limit */
 
 typedef struct s2s_config {
     int d_model;       /* D */
@@ -31,7 +37,18 @@ typedef struct s2s_config {
     char decoder[16];  /* decoder kind: "transformer", "ssru", "gru", "lstm" */
     int dec_ffn;       /* 1: each decoder layer has its FFN (0 only for recurrent kinds) */
     int dec_attn;      /* S2S_ATTN_*: decoder attention ("softmax" or "t2r"; t2r: Transformer only) */
-    int t2r_k;         /* T2R feature size per head (default S2S_T2R_K_DEFAULT) */
+    int t2r_k;         /* T2R feature size per head (default S2S_T2R_K_DEFAULT; elu map: d_model / n_heads) */
+    int t2r_map;       /* S2S_T2R_MAP_*: "relu" (learned, default) or "elu" (fixed elu+1) */
+    int multi_exit;    /* DEED: every decoder layer can predict (an adapter per layer l < Ld-1) */
+    int exit_rank;     /* DEED adapter bottleneck r (default S2S_EXIT_RANK_DEFAULT) */
+    /* Per-layer encoder widths (NASH pruning, docs/MODEL.md): when enc_widths is 1,
+     * encoder layer l has enc_heads[l] attention heads (0..n_heads; head dim stays
+     * d_model / n_heads) and enc_ff[l] FFN units (0..); 0 heads skips the attention
+     * sublayer, 0 units the FFN. enc_widths 0: every layer has n_heads and d_ff
+     * (the arrays are ignored). Read them through s2s_config_enc_heads/enc_ff. */
+    int enc_widths;
+    int enc_heads[S2S_MAX_LAYERS]; /* [Le] */
+    int enc_ff[S2S_MAX_LAYERS];    /* [Le] */
 } s2s_config;
 
 /* Defaults for a small model (D=256, H=4, F=1024, 6+6, relu, max_len 256). */
@@ -44,6 +61,10 @@ int s2s_config_dec_kind(const s2s_config *c);
 int s2s_config_rnn_gates(const s2s_config *c);
 /* The config's decoder uses T2R attention (a Transformer decoder with dec_attn t2r). */
 int s2s_config_is_t2r(const s2s_config *c);
+/* Attention heads / FFN units of encoder layer l (0 <= l < enc_layers): the
+ * per-layer width when cfg.enc_widths, else n_heads / d_ff. */
+int s2s_config_enc_heads(const s2s_config *c, int l);
+int s2s_config_enc_ff(const s2s_config *c, int l);
 /* 0 if valid, else -1 and a one-line message naming the bad field. */
 int s2s_config_check(const s2s_config *c, char *err, size_t errlen);
 /* Malloc'd JSON object string. */

@@ -12,7 +12,8 @@
  * out by plan() (which also gives start_bytes()); start() additionally mallocs the
  * projected encoder keys/values [B, Ts, D] x 2 for the cross states and frees them
  * before it returns (counted by start_bytes() as part of the peak). Checked against
- * the teacher-forced (parallel) forward pass of model.c by tests/test_t2r_model.c. */
+ * the teacher-forced (parallel) forward pass of model.c by tests/test_t2r_model.c.
+ * The fixed elu+1 map (cfg.t2r_map elu) has no phi weights: NULL W, b to the kernels. */
 #include <math.h>
 #include <string.h>
 
@@ -23,6 +24,10 @@
 #include "kernels.h"
 #include "kernels_t2r.h"
 #include "model.h"
+
+/* a layer's feature map for the kernels: W, b, or NULL, NULL (cfg.t2r_map elu: elu+1) */
+#define PHI_W(p) ((p)->w ? (p)->w->data : NULL)
+#define PHI_B(p) ((p)->b ? (p)->b->data : NULL)
 
 typedef struct {
     const s2s_model *m;
@@ -95,7 +100,7 @@ static void *t2_start(const s2s_model *m, const float *enc, const int32_t *src_l
         const s2s_dec_layer *Ly = &m->dec[l];
         s2s_dec_linear(ck, enc, &Ly->ck, B * Ts, D, D);
         s2s_dec_linear(cv, enc, &Ly->cv, B * Ts, D, D);
-        s2s_k_t2r_cross_state(s->cS[l], s->cz[l], ck, cv, Ly->cphi.w->data, Ly->cphi.b->data, src_len, B, H, Ts,
+        s2s_k_t2r_cross_state(s->cS[l], s->cz[l], ck, cv, PHI_W(&Ly->cphi), PHI_B(&Ly->cphi), src_len, B, H, Ts,
                               Dh, kf);
     }
     free(ck); free(cv);
@@ -123,13 +128,13 @@ static void t2_step(void *st, float *logits, const int32_t *tokens, int N) {
         s2s_dec_linear(s->q, s->h, &L->sq, N, D, D);
         s2s_dec_linear(s->k, s->h, &L->sk, N, D, D);
         s2s_dec_linear(s->v, s->h, &L->sv, N, D, D);
-        s2s_k_t2r_step(s->a, s->sS[l], s->sz[l], s->q, s->k, s->v, L->sphi.w->data, L->sphi.b->data, N, H, Dh, kf);
+        s2s_k_t2r_step(s->a, s->sS[l], s->sz[l], s->q, s->k, s->v, PHI_W(&L->sphi), PHI_B(&L->sphi), N, H, Dh, kf);
         s2s_dec_linear(s->h, s->a, &L->so, N, D, D);
         s2s_dec_add(s->x, s->h, ND);
         /* cross-attention: query the sentence's precomputed state */
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln2.w->data, L->ln2.b->data, N, D);
         s2s_dec_linear(s->q, s->h, &L->cq, N, D, D);
-        const float *S = s->cS[l], *z = s->cz[l], *W = L->cphi.w->data, *b = L->cphi.b->data;
+        const float *S = s->cS[l], *z = s->cz[l], *W = PHI_W(&L->cphi), *b = PHI_B(&L->cphi);
         const int32_t *sent = s->row_sent;
         float *a = s->a;
         const float *q = s->q;

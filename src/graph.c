@@ -14,8 +14,10 @@
 #include "common.h"
 #include "kernels.h"
 #include "kernels_cuda.h"
+#include "kernels_l0.h"
 #include "kernels_rnn.h"
 #include "kernels_t2r.h"
+#include "kernels_t2r_cuda.h"
 
 /* ---------------------------------------------------------------- arena */
 
@@ -27,7 +29,8 @@ typedef struct {
 typedef enum {
     OP_LINEAR, OP_MATMUL, OP_ADD, OP_MUL, OP_SCALE, OP_EMBEDDING, OP_LAYERNORM,
     OP_SOFTMAX, OP_LOGSOFTMAX, OP_RELU, OP_GELU, OP_DROPOUT, OP_ATTENTION, OP_XENT,
-    OP_SUM, OP_MEAN, OP_SSRU, OP_GRU, OP_LSTM, OP_T2R
+    OP_SUM, OP_MEAN, OP_SSRU, OP_GRU, OP_LSTM, OP_T2R,
+    OP_GROUP_SCALE, OP_HARD_CONCRETE, OP_L0_DENSITY, OP_L0_LAGRANGIAN /* structured L0 (kernels_l0.h) */
 } op_kind;
 
 typedef struct {
@@ -178,6 +181,8 @@ size_t s2s_graph_arena_used(const s2s_graph *g) {
 
 void s2s_graph_set_grad(s2s_graph *g, int enabled) { g->grad_enabled = enabled; }
 void s2s_graph_set_training(s2s_graph *g, int training, uint64_t *rng) { g->training = training; g->rng = rng; }
+int s2s_graph_sampling(const s2s_graph *g) { return g->training && g->grad_enabled && g->rng != NULL; }
+uint64_t *s2s_graph_rng(s2s_graph *g) { return g->rng; }
 
 /* -------------------------------------------------------------- tensors */
 
@@ -233,6 +238,15 @@ s2s_tensor *s2s_tensor_wrap(s2s_graph *g, float *data, int ndim, const int *shap
     s2s_tensor *t = tensor_head(g, ndim, shape);
     if (g->cuda) t->dev_data = data; /* a device pointer on a CUDA graph */
     else t->data = data;
+    return t;
+}
+
+s2s_tensor *s2s_tensor_from_host(s2s_graph *g, const float *src, int ndim, const int *shape) {
+    s2s_tensor *t = tensor_out(g, ndim, shape);
+#ifdef S2S_CUDA
+    if (g->cuda) { s2s_cuda_upload(t->dev_data, src, t->n * sizeof(float)); return t; }
+#endif
+    memcpy(t->data, src, t->n * sizeof(float));
     return t;
 }
 
@@ -403,6 +417,19 @@ s2s_tensor *s2s_mul(s2s_graph *g, s2s_tensor *a, s2s_tensor *b) {
     return y;
 }
 
+/* A copy under a new shape: recorded as a scale by 1 (its backward is shape-agnostic). */
+s2s_tensor *s2s_reshape(s2s_graph *g, s2s_tensor *a, int ndim, const int *shape) {
+    S2S_ASSERT(ndim >= 1 && ndim <= 4);
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    S2S_ASSERT(n == a->n);
+    s2s_tensor *y = tensor_out(g, ndim, shape);
+    ew_scale(g, DAT(y), DAT(a), 1.0f, a->n);
+    node *nd = record(g, OP_SCALE, y, a, NULL, NULL);
+    if (nd) nd->fa[0] = 1.0f;
+    return y;
+}
+
 s2s_tensor *s2s_scale(s2s_graph *g, s2s_tensor *a, float s) {
     s2s_tensor *y = tensor_out(g, a->ndim, a->shape);
     ew_scale(g, DAT(y), DAT(a), s, a->n);
@@ -523,20 +550,23 @@ s2s_tensor *s2s_attention(s2s_graph *g, s2s_tensor *q, s2s_tensor *k, s2s_tensor
 
 s2s_tensor *s2s_t2r_attention(s2s_graph *g, s2s_tensor *q, s2s_tensor *k, s2s_tensor *v,
                               s2s_tensor *W, s2s_tensor *b, const int32_t *kv_len, int causal, int H) {
-    S2S_ASSERT(!g->cuda && "s2s_t2r_attention: T2R attention is CPU-only (no CUDA kernels yet)");
     S2S_ASSERT(q->ndim == 3 && k->ndim == 3 && v->ndim == 3);
     int B = q->shape[0], Tq = q->shape[1], D = q->shape[2], Tk = k->shape[1];
     S2S_ASSERT(k->shape[0] == B && v->shape[0] == B && v->shape[1] == Tk);
     S2S_ASSERT(k->shape[2] == D && v->shape[2] == D && H > 0 && D % H == 0);
-    int d = D / H;
-    S2S_ASSERT(W->ndim == 2 && W->shape[1] == d && W->shape[0] % H == 0 && W->shape[0] > 0);
-    int kf = W->shape[0] / H;
-    S2S_ASSERT((int)b->n == H * kf);
+    int d = D / H, kf = d; /* W == NULL (and b): the fixed elu+1 map, kf = d */
+    S2S_ASSERT((W == NULL) == (b == NULL));
+    if (W) {
+        S2S_ASSERT(W->ndim == 2 && W->shape[1] == d && W->shape[0] % H == 0 && W->shape[0] > 0);
+        kf = W->shape[0] / H;
+        S2S_ASSERT((int)b->n == H * kf);
+    }
     s2s_tensor *y = tensor_out(g, 3, q->shape);
     float *pq = fbuf(g, (size_t)B * H * Tq * kf), *pk = fbuf(g, (size_t)B * H * Tk * kf);
     float *den = fbuf(g, (size_t)B * H * Tq);
     int32_t *len = kv_len ? ibuf(g, kv_len, (size_t)B) : NULL;
-    s2s_k_t2r_fwd(y->data, pq, pk, den, q->data, k->data, v->data, W->data, b->data, len, causal, B, H, Tq, Tk, d, kf);
+    KERN(t2r_fwd)(DAT(y), pq, pk, den, DAT(q), DAT(k), DAT(v), W ? DAT(W) : NULL, b ? DAT(b) : NULL, len, causal, B,
+                  H, Tq, Tk, d, kf);
     s2s_tensor *in[5] = {q, k, v, W, b};
     node *nd = record_n(g, OP_T2R, y, in, 5);
     if (nd) {
@@ -608,6 +638,49 @@ s2s_tensor *s2s_gru_scan(s2s_graph *g, s2s_tensor *xp, s2s_tensor *wh, s2s_tenso
 
 s2s_tensor *s2s_lstm_scan(s2s_graph *g, s2s_tensor *xp, s2s_tensor *wh, s2s_tensor *bh) {
     return gated_scan(g, OP_LSTM, xp, wh, bh);
+}
+
+s2s_tensor *s2s_group_scale(s2s_graph *g, s2s_tensor *x, s2s_tensor *z) {
+    int G = (int)z->n;
+    S2S_ASSERT(G > 0 && last_dim(x) % G == 0);
+    int S = last_dim(x) / G, N = rows(x);
+    s2s_tensor *y = tensor_out(g, x->ndim, x->shape);
+    KERN(group_scale_fwd)(DAT(y), DAT(x), DAT(z), N, G, S);
+    node *nd = record(g, OP_GROUP_SCALE, y, x, z, NULL);
+    if (nd) { nd->ia[0] = N; nd->ia[1] = G; nd->ia[2] = S; }
+    return y;
+}
+
+s2s_tensor *s2s_hard_concrete(s2s_graph *g, s2s_tensor *log_alpha, int off, int n, const float *u) {
+    S2S_ASSERT(n > 0 && off >= 0 && (size_t)off + (size_t)n <= log_alpha->n);
+    for (int i = 0; i < n; i++) S2S_ASSERT(u[i] > 0.0f && u[i] < 1.0f);
+    s2s_tensor *z = tensor_out(g, 1, (int[]){n});
+    float *du = fbuf(g, (size_t)n);
+#ifdef S2S_CUDA
+    if (g->cuda) s2s_cuda_upload(du, u, (size_t)n * sizeof(float)); else
+#endif
+    memcpy(du, u, (size_t)n * sizeof(float));
+    KERN(hard_concrete_fwd)(DAT(z), DAT(log_alpha) + off, du, n);
+    node *nd = record(g, OP_HARD_CONCRETE, z, log_alpha, NULL, NULL);
+    if (nd) { nd->sv[0] = du; nd->ia[0] = off; nd->ia[1] = n; }
+    return z;
+}
+
+s2s_tensor *s2s_l0_density(s2s_graph *g, s2s_tensor *log_alpha, const float *cost, float inv_total) {
+    s2s_tensor *y = tensor_out(g, 1, (int[]){1});
+    KERN(l0_density_fwd)(DAT(y), DAT(log_alpha), cost, inv_total, (int)log_alpha->n);
+    node *nd = record(g, OP_L0_DENSITY, y, log_alpha, NULL, NULL);
+    if (nd) { nd->sv[0] = (float *)cost; nd->fa[0] = inv_total; }
+    return y;
+}
+
+s2s_tensor *s2s_l0_lagrangian(s2s_graph *g, s2s_tensor *density, s2s_tensor *lambda, float t) {
+    S2S_ASSERT(density->n == 1 && lambda->n == 2);
+    s2s_tensor *y = tensor_out(g, 1, (int[]){1});
+    KERN(l0_lagrangian_fwd)(DAT(y), DAT(density), DAT(lambda), t);
+    node *nd = record(g, OP_L0_LAGRANGIAN, y, density, lambda, NULL);
+    if (nd) nd->fa[0] = t;
+    return y;
 }
 
 s2s_tensor *s2s_sum(s2s_graph *g, s2s_tensor *x) {
@@ -715,10 +788,23 @@ void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss) {
                 KERN(lstm_bwd)(gbuf(g, a), gbuf(g, b), gbuf(g, c), ws, dy, DAT(y), nd->sv[1], nd->sv[0], DAT(b),
                                NULL, NULL, B, T, D);
         } break;
-        case OP_T2R: /* CPU only (asserted in the forward) */
-            s2s_k_t2r_bwd(gbuf(g, a), gbuf(g, b), gbuf(g, c), gbuf(g, nd->in[3]), gbuf(g, nd->in[4]), dy, y->data,
-                          nd->sv[0], nd->sv[1], nd->sv[2], a->data, b->data, c->data, nd->in[3]->data, nd->si,
-                          nd->ia[6], nd->ia[0], nd->ia[1], nd->ia[2], nd->ia[3], nd->ia[4], nd->ia[5]);
+        case OP_T2R: /* in[3], in[4]: W, b (NULL: the elu+1 map) */
+            KERN(t2r_bwd)(gbuf(g, a), gbuf(g, b), gbuf(g, c), gbuf(g, nd->in[3]), gbuf(g, nd->in[4]), dy, DAT(y),
+                          nd->sv[0], nd->sv[1], nd->sv[2], DAT(a), DAT(b), DAT(c),
+                          nd->in[3] ? DAT(nd->in[3]) : NULL, nd->si, nd->ia[6], nd->ia[0], nd->ia[1], nd->ia[2],
+                          nd->ia[3], nd->ia[4], nd->ia[5]);
+            break;
+        case OP_GROUP_SCALE:
+            KERN(group_scale_bwd)(gbuf(g, a), gbuf(g, b), dy, DAT(a), DAT(b), nd->ia[0], nd->ia[1], nd->ia[2]);
+            break;
+        case OP_HARD_CONCRETE:
+            if ((da = gbuf(g, a))) KERN(hard_concrete_bwd)(da + nd->ia[0], dy, DAT(a) + nd->ia[0], nd->sv[0], nd->ia[1]);
+            break;
+        case OP_L0_DENSITY:
+            KERN(l0_density_bwd)(gbuf(g, a), dy, DAT(a), nd->sv[0], nd->fa[0], (int)a->n);
+            break;
+        case OP_L0_LAGRANGIAN:
+            KERN(l0_lagrangian_bwd)(gbuf(g, a), gbuf(g, b), dy, DAT(a), DAT(b), nd->fa[0]);
             break;
         case OP_SUM:
             if ((da = gbuf(g, a))) ew_bcast_acc(g, da, dy, 1.0f, a->n);

@@ -46,6 +46,10 @@ void s2s_graph_free(s2s_graph *g);
 void s2s_graph_reset(s2s_graph *g);                 /* drop tape and arena */
 void s2s_graph_set_grad(s2s_graph *g, int enabled); /* 0: no tape (inference) */
 void s2s_graph_set_training(s2s_graph *g, int training, uint64_t *rng); /* dropout on/off */
+/* Training with the tape on and an RNG: stochastic ops (hard-concrete masks, l0.h)
+ * sample; otherwise they take their deterministic (inference) values. */
+int s2s_graph_sampling(const s2s_graph *g);
+uint64_t *s2s_graph_rng(s2s_graph *g); /* the RNG of set_training, or NULL */
 size_t s2s_graph_arena_used(const s2s_graph *g);
 /* loss must be a scalar (n == 1); seeds dloss = 1. */
 void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss);
@@ -60,6 +64,8 @@ void *s2s_graph_alloc(s2s_graph *g, size_t bytes); /* arena scratch, 64-byte ali
 /* A tensor of shape [shape] holding reps back-to-back copies of src[n / reps]; src
  * is on the graph's device (host memory, or device memory on a CUDA graph). */
 s2s_tensor *s2s_tensor_repeat(s2s_graph *g, const float *src, int reps, int ndim, const int *shape);
+/* A tensor holding a copy of host values src[n] (uploaded on a CUDA graph); no grad. */
+s2s_tensor *s2s_tensor_from_host(s2s_graph *g, const float *src, int ndim, const int *shape);
 /* The value of a scalar (n == 1) tensor, read back from the device if needed. */
 float s2s_tensor_item(s2s_graph *g, const s2s_tensor *t);
 /* The tensor's values on the host (copied into out[n]). */
@@ -72,6 +78,8 @@ s2s_tensor *s2s_matmul(s2s_graph *g, s2s_tensor *a /* [M, K] */, s2s_tensor *b /
 s2s_tensor *s2s_add(s2s_graph *g, s2s_tensor *a, s2s_tensor *b);  /* same shape */
 s2s_tensor *s2s_mul(s2s_graph *g, s2s_tensor *a, s2s_tensor *b);  /* same shape */
 s2s_tensor *s2s_scale(s2s_graph *g, s2s_tensor *a, float s);
+/* The same values in another shape (same element count; a copy, grads flow back). */
+s2s_tensor *s2s_reshape(s2s_graph *g, s2s_tensor *a, int ndim, const int *shape);
 s2s_tensor *s2s_embedding(s2s_graph *g, s2s_tensor *table /* [V, D] */, const int32_t *ids,
                           int ndim, const int *shape);   /* ids [shape] -> [shape, D] */
 s2s_tensor *s2s_layernorm(s2s_graph *g, s2s_tensor *x, s2s_tensor *w, s2s_tensor *b);
@@ -84,9 +92,9 @@ s2s_tensor *s2s_dropout(s2s_graph *g, s2s_tensor *x, float p); /* identity unles
  * kv_len [B] (copied; NULL = no padding), causal mask when causal != 0. -> [B, Tq, D] */
 s2s_tensor *s2s_attention(s2s_graph *g, s2s_tensor *q, s2s_tensor *k, s2s_tensor *v,
                           const int32_t *kv_len, int causal, int H);
-/* T2R linear attention (kernels_t2r.h), CPU only (S2S_ASSERT on a CUDA graph): q [B, Tq, D],
+/* T2R linear attention (kernels_t2r.h; CPU and CUDA graphs, kernels_t2r_cuda.h): q [B, Tq, D],
  * k/v [B, Tk, D], D = H * Dh; W [H*kf, Dh] (= [H, kf, Dh]) and b [H*kf] the learned feature
- * map phi(x) = relu(W_h x + b_h); kv_len [B] (copied; NULL = no padding), causal as
+ * map phi(x) = relu(W_h x + b_h), or W = b = NULL: the fixed phi(x) = elu(x) + 1 (kf = Dh); kv_len [B] (copied; NULL = no padding), causal as
  * s2s_attention. Gradients flow to q, k, v, W and b. -> [B, Tq, D] */
 s2s_tensor *s2s_t2r_attention(s2s_graph *g, s2s_tensor *q, s2s_tensor *k, s2s_tensor *v,
                               s2s_tensor *W, s2s_tensor *b, const int32_t *kv_len, int causal, int H);
@@ -101,6 +109,19 @@ s2s_tensor *s2s_gru_scan(s2s_graph *g, s2s_tensor *xp /* [B, T, 3D] */,
                          s2s_tensor *wh /* [3D, D] */, s2s_tensor *bh /* [3D] or NULL */);
 s2s_tensor *s2s_lstm_scan(s2s_graph *g, s2s_tensor *xp /* [B, T, 4D] */,
                           s2s_tensor *wh /* [4D, D] */, s2s_tensor *bh /* [4D] or NULL */);
+/* Structured L0 pruning (kernels_l0.h has the formulas; l0.h uses these):
+ * y [.., G*S] = x * z[g] on the last dim's columns g*S..g*S+S-1 (z [G]: one mask value
+ * per head or FFN unit); grads to x and z. */
+s2s_tensor *s2s_group_scale(s2s_graph *g, s2s_tensor *x, s2s_tensor *z);
+/* Hard-concrete sample z [n] from log_alpha[off .. off+n) and uniforms u[n] on the HOST
+ * (each in (0, 1); uploaded on a CUDA graph); grads to that slice of log_alpha. */
+s2s_tensor *s2s_hard_concrete(s2s_graph *g, s2s_tensor *log_alpha, int off, int n, const float *u);
+/* Expected density: scalar inv_total * sum_i cost[i] P(z_i > 0) over all of log_alpha;
+ * cost [log_alpha->n] lives on the graph's device and must outlive the tape. */
+s2s_tensor *s2s_l0_density(s2s_graph *g, s2s_tensor *log_alpha, const float *cost, float inv_total);
+/* Lagrangian lambda[0] (s - t) + lambda[1] (s - t)^2 with s = 1 - density (scalars;
+ * lambda [2]) -> scalar; grads to density and lambda. */
+s2s_tensor *s2s_l0_lagrangian(s2s_graph *g, s2s_tensor *density, s2s_tensor *lambda, float t);
 s2s_tensor *s2s_sum(s2s_graph *g, s2s_tensor *x);  /* -> scalar */
 s2s_tensor *s2s_mean(s2s_graph *g, s2s_tensor *x); /* -> scalar */
 

@@ -32,6 +32,13 @@
 
 #define PAR_MIN 16384 /* floats of work under which the fast kernels stay serial */
 
+/* head h's feature map: W [H,kf,d], b [H,kf]; W NULL = the fixed elu+1 map (b unused) */
+#define HEAD_W(W, h, kf, d) ((W) ? (W) + (size_t)(h) * (kf) * (d) : NULL)
+#define HEAD_B(b, h, kf) ((b) ? (b) + (size_t)(h) * (kf) : NULL)
+/* d phi / d pre-activation from the feature value p: relu 1[p > 0]; elu+1: 1 for
+ * u > 0 (p = u + 1 > 1), e^u = p for u <= 0 */
+#define DPHI(p, elu) ((elu) ? ((p) > 1.0f ? 1.0f : (p)) : ((p) > 0.0f ? 1.0f : 0.0f))
+
 /* the number of valid keys of row b */
 static int keys_of(const int32_t *kv_len, int b, int Tk) {
     if (!kv_len) return Tk;
@@ -50,9 +57,17 @@ static int vis_lim(int i, int L, int causal, int Tq, int Tk) {
  * reference
  * ---------------------------------------------------------------------------------- */
 
-/* dst[kf] = relu(Wh (scale x) + bh) in double; x [d], Wh [kf, d], bh [kf] */
+/* dst[kf] = relu(Wh (scale x) + bh) in double; x [d], Wh [kf, d], bh [kf]; Wh NULL:
+ * dst[d] = elu(scale x) + 1 (kf = d) */
 static void ref_phi(float *dst, const float *x, double scale, const float *Wh, const float *bh,
                     int d, int kf) {
+    if (!Wh) {
+        for (int e = 0; e < d; e++) {
+            double u = scale * x[e];
+            dst[e] = (float)(u > 0.0 ? u + 1.0 : exp(u));
+        }
+        return;
+    }
     for (int f = 0; f < kf; f++) {
         double s = bh[f];
         for (int e = 0; e < d; e++) s += (double)Wh[(size_t)f * d + e] * (scale * x[e]);
@@ -75,7 +90,7 @@ void s2s_kref_t2r_fwd(float *out, float *pq, float *pk, float *den, const float 
     double *num = s2s_xmalloc((size_t)d * sizeof(double));
     for (int bb = 0; bb < B; bb++)
         for (int h = 0; h < H; h++) {
-            const float *Wh = W + (size_t)h * kf * d, *bh = b + (size_t)h * kf;
+            const float *Wh = HEAD_W(W, h, kf, d), *bh = HEAD_B(b, h, kf);
             float *pqh = pq + ((size_t)bb * H + h) * Tq * kf, *pkh = pk + ((size_t)bb * H + h) * Tk * kf;
             for (int t = 0; t < Tq; t++)
                 ref_phi(pqh + (size_t)t * kf, q + ((size_t)bb * Tq + t) * HD + (size_t)h * d, sc, Wh, bh, d, kf);
@@ -148,7 +163,7 @@ void s2s_kref_t2r_bwd(float *dq, float *dk, float *dv, float *dW, float *db,
                     for (int e = 0; e < d; e++)
                         dv[((size_t)bb * Tk + j) * HD + (size_t)h * d + e] += (float)gv[(size_t)j * d + e];
             /* through relu and the linear map: pre = W (scale x) + b */
-            const float *Wh = W + (size_t)h * kf * d;
+            const float *Wh = HEAD_W(W, h, kf, d);
             for (int side = 0; side < 2; side++) {
                 int T = side ? Tk : Tq;
                 double s = side ? 1.0 : sc;
@@ -157,6 +172,13 @@ void s2s_kref_t2r_bwd(float *dq, float *dk, float *dv, float *dW, float *db,
                 float *dx = side ? dk : dq;
                 for (int t = 0; t < T; t++) {
                     const float *xt = x + ((size_t)bb * T + t) * HD + (size_t)h * d;
+                    if (!Wh) { /* elu+1 on (s x): d/du = 1 (u > 0) or e^u */
+                        for (int e = 0; e < d; e++) {
+                            double u = s * xt[e], gp = g[(size_t)t * kf + e] * (u > 0.0 ? 1.0 : exp(u));
+                            if (dx) dx[((size_t)bb * T + t) * HD + (size_t)h * d + e] += (float)(s * gp);
+                        }
+                        continue;
+                    }
                     for (int e = 0; e < d; e++) {
                         double acc = 0.0;
                         for (int f = 0; f < kf; f++) {
@@ -194,7 +216,7 @@ void s2s_kref_t2r_step(float *out, float *S, float *z, const float *q, const flo
     float *pq = s2s_xmalloc((size_t)kf * sizeof(float)), *pk = s2s_xmalloc((size_t)kf * sizeof(float));
     for (int bb = 0; bb < B; bb++)
         for (int h = 0; h < H; h++) {
-            const float *Wh = W + (size_t)h * kf * d, *bh = b + (size_t)h * kf;
+            const float *Wh = HEAD_W(W, h, kf, d), *bh = HEAD_B(b, h, kf);
             size_t o = (size_t)bb * HD + (size_t)h * d;
             float *Sh = S + ((size_t)bb * H + h) * kf * d, *zh = z + ((size_t)bb * H + h) * kf;
             ref_phi(pq, q + o, 1.0 / sqrt((double)d), Wh, bh, d, kf);
@@ -215,7 +237,7 @@ void s2s_kref_t2r_cross_state(float *S, float *z, const float *k, const float *v
     float *pk = s2s_xmalloc((size_t)Tk * kf * sizeof(float) + 1);
     for (int bb = 0; bb < B; bb++)
         for (int h = 0; h < H; h++) {
-            const float *Wh = W + (size_t)h * kf * d, *bh = b + (size_t)h * kf;
+            const float *Wh = HEAD_W(W, h, kf, d), *bh = HEAD_B(b, h, kf);
             int L = keys_of(kv_len, bb, Tk);
             for (int j = 0; j < L; j++)
                 ref_phi(pk + (size_t)j * kf, k + ((size_t)bb * Tk + j) * HD + (size_t)h * d, 1.0, Wh, bh, d, kf);
@@ -244,7 +266,7 @@ void s2s_kref_t2r_cross_query(float *out, const float *S, const float *z, const 
         for (int h = 0; h < H; h++)
             for (int t = 0; t < Tq; t++) {
                 size_t o = ((size_t)bb * Tq + t) * HD + (size_t)h * d;
-                ref_phi(pq, q + o, 1.0 / sqrt((double)d), W + (size_t)h * kf * d, b + (size_t)h * kf, d, kf);
+                ref_phi(pq, q + o, 1.0 / sqrt((double)d), HEAD_W(W, h, kf, d), HEAD_B(b, h, kf), d, kf);
                 ref_read(out + o, pq, S + ((size_t)bb * H + h) * kf * d, z + ((size_t)bb * H + h) * kf, d, kf);
             }
     free(pq);
@@ -254,9 +276,17 @@ void s2s_kref_t2r_cross_query(float *out, const float *S, const float *z, const 
  * fast
  * ---------------------------------------------------------------------------------- */
 
-/* dst[kf] = relu(scale * (Wh x) + bh); x [d], Wh [kf, d], bh [kf] */
+/* dst[kf] = relu(scale * (Wh x) + bh); x [d], Wh [kf, d], bh [kf]; Wh NULL: dst[d] =
+ * elu(scale x) + 1 (kf = d) */
 static void fast_phi(float *dst, const float *x, float scale, const float *Wh, const float *bh,
                      int d, int kf) {
+    if (!Wh) {
+        for (int e = 0; e < d; e++) {
+            float u = scale * x[e];
+            dst[e] = u > 0.0f ? u + 1.0f : expf(u);
+        }
+        return;
+    }
     for (int f = 0; f < kf; f++) {
         const float *w = Wh + (size_t)f * d;
         float s = 0.0f;
@@ -306,7 +336,7 @@ void s2s_k_t2r_fwd(float *out, float *pq, float *pk, float *den, const float *q,
     S2S_OMP(parallel for collapse(2) schedule(dynamic) if (work > PAR_MIN))
     for (int bb = 0; bb < B; bb++)
         for (int h = 0; h < H; h++) {
-            const float *Wh = W + (size_t)h * kf * d, *bh = b + (size_t)h * kf;
+            const float *Wh = HEAD_W(W, h, kf, d), *bh = HEAD_B(b, h, kf);
             float *pqh = pq + ((size_t)bb * H + h) * Tq * kf, *pkh = pk + ((size_t)bb * H + h) * Tk * kf;
             float *S = s2s_xcalloc((size_t)kf * d + (size_t)kf, sizeof(float)), *z = S + (size_t)kf * d;
             for (int t = 0; t < Tq; t++)
@@ -332,6 +362,7 @@ void s2s_k_t2r_bwd(float *dq, float *dk, float *dv, float *dW, float *db,
     if (!dq && !dk && !dv && !dW && !db) return;
     size_t HD = (size_t)H * d;
     float sc = (float)(1.0 / sqrt((double)d));
+    int elu = W == NULL;
     size_t work = (size_t)B * H * (Tq + Tk) * kf * d;
     /* the gradients at the pre-activations (relu applied): gq [B,H,Tq,kf], gk [B,H,Tk,kf] */
     float *gq = s2s_xmalloc(((size_t)B * H * Tq * kf + 1) * sizeof(float));
@@ -363,7 +394,7 @@ void s2s_k_t2r_bwd(float *dq, float *dk, float *dv, float *dW, float *db,
                     float s = dDi * z[f];
                     S2S_OMP(simd reduction(+ : s))
                     for (int e = 0; e < d; e++) s += Sf[e] * dNi[e];
-                    gqh[(size_t)i * kf + f] = pqh[(size_t)i * kf + f] > 0.0f ? s : 0.0f;
+                    gqh[(size_t)i * kf + f] = DPHI(pqh[(size_t)i * kf + f], elu) * s;
                 }
             }
             /* backward scan over keys: the queries that see key j are i >= ip */
@@ -388,7 +419,7 @@ void s2s_k_t2r_bwd(float *dq, float *dk, float *dv, float *dW, float *db,
                     float s = r[f];
                     S2S_OMP(simd reduction(+ : s))
                     for (int e = 0; e < d; e++) s += Rf[e] * vj[e];
-                    gkh[(size_t)j * kf + f] = pj[f] > 0.0f ? s : 0.0f;
+                    gkh[(size_t)j * kf + f] = DPHI(pj[f], elu) * s;
                     if (dvj && pj[f] != 0.0f) {
                         float p = pj[f];
                         S2S_OMP(simd)
@@ -397,7 +428,7 @@ void s2s_k_t2r_bwd(float *dq, float *dk, float *dv, float *dW, float *db,
                 }
             }
             /* dx += scale * Wh^T g (the rows of this head only) */
-            const float *Wh = W + (size_t)h * kf * d;
+            const float *Wh = HEAD_W(W, h, kf, d);
             for (int side = 0; side < 2; side++) {
                 float *dx = side ? dk : dq;
                 if (!dx) continue;
@@ -406,6 +437,10 @@ void s2s_k_t2r_bwd(float *dq, float *dk, float *dv, float *dW, float *db,
                 const float *g = side ? gkh : gqh;
                 for (int t = 0; t < T; t++) {
                     float *dxt = dx + ((size_t)bb * T + t) * HD + (size_t)h * d;
+                    if (!Wh) { /* elu+1: the map is elementwise (kf = d) */
+                        for (int e = 0; e < d; e++) dxt[e] += s * g[(size_t)t * kf + e];
+                        continue;
+                    }
                     for (int f = 0; f < kf; f++) {
                         float gs = s * g[(size_t)t * kf + f];
                         if (gs == 0.0f) continue;
@@ -418,7 +453,7 @@ void s2s_k_t2r_bwd(float *dq, float *dk, float *dv, float *dW, float *db,
             free(S);
         }
     /* dW[h, f, :] += sum_{b,t} g[b,h,t,f] * scale x[b,t,h,:];  db[h, f] += sum g */
-    if (dW || db) {
+    if (W && (dW || db)) {
         S2S_OMP(parallel for collapse(2) schedule(static) if (work > PAR_MIN))
         for (int h = 0; h < H; h++)
             for (int f = 0; f < kf; f++) {
@@ -456,7 +491,7 @@ void s2s_k_t2r_step(float *out, float *S, float *z, const float *q, const float 
     S2S_OMP(parallel for collapse(2) schedule(static) if (work > PAR_MIN))
     for (int bb = 0; bb < B; bb++)
         for (int h = 0; h < H; h++) {
-            const float *Wh = W + (size_t)h * kf * d, *bh = b + (size_t)h * kf;
+            const float *Wh = HEAD_W(W, h, kf, d), *bh = HEAD_B(b, h, kf);
             size_t o = (size_t)bb * HD + (size_t)h * d;
             float *Sh = S + ((size_t)bb * H + h) * kf * d, *zh = z + ((size_t)bb * H + h) * kf;
             float *ph = s2s_xmalloc(2 * (size_t)kf * sizeof(float)), *pk = ph + kf;
@@ -476,7 +511,7 @@ void s2s_k_t2r_cross_state(float *S, float *z, const float *k, const float *v,
     S2S_OMP(parallel for collapse(2) schedule(dynamic) if (work > PAR_MIN))
     for (int bb = 0; bb < B; bb++)
         for (int h = 0; h < H; h++) {
-            const float *Wh = W + (size_t)h * kf * d, *bh = b + (size_t)h * kf;
+            const float *Wh = HEAD_W(W, h, kf, d), *bh = HEAD_B(b, h, kf);
             float *Sh = S + ((size_t)bb * H + h) * kf * d, *zh = z + ((size_t)bb * H + h) * kf;
             memset(Sh, 0, (size_t)kf * d * sizeof(float));
             memset(zh, 0, (size_t)kf * sizeof(float));
@@ -504,7 +539,7 @@ void s2s_k_t2r_cross_query(float *out, const float *S, const float *z, const flo
             float *ph = s2s_xmalloc((size_t)kf * sizeof(float));
             for (int t = 0; t < Tq; t++) {
                 size_t o = ((size_t)bb * Tq + t) * HD + (size_t)h * d;
-                fast_phi(ph, q + o, sc, W + (size_t)h * kf * d, b + (size_t)h * kf, d, kf);
+                fast_phi(ph, q + o, sc, HEAD_W(W, h, kf, d), HEAD_B(b, h, kf), d, kf);
                 fast_read(out + o, ph, Sh, zh, d, kf);
             }
             free(ph);

@@ -10,13 +10,16 @@
  *   out_i  = sum_{j visible} a_ij v_j / max(sum_{j visible} a_ij, S2S_T2R_EPS)
  * Visible keys (as attention_fwd of kernels.h): j < kv_len[b] (kv_len NULL: all Tk),
  * and when causal also j <= i + (Tk - Tq) (i.e. j <= i for self-attention, Tq = Tk).
+ * Fixed map (Katharopoulos et al. 2020, "Transformers are RNNs"): W == NULL (b unused,
+ * may be NULL) means phi(x) = elu(x) + 1 elementwise on the head vector, kf = d; no
+ * feature-map gradients (dW, db ignored). Queries are still scaled by s before it.
  * A query that sees nothing, or whose features are orthogonal to every visible key
  * (relu zeros), has denominator 0 -> clamped to eps -> out = 0, no gradient.
  * Recurrent form: S_t = S_{t-1} + phi(k_t) v_t^T [kf, d], z_t = z_{t-1} + phi(k_t) [kf],
  *   out_t = phi(s q_t)^T S_t / max(phi(s q_t)^T z_t, eps)  == the causal parallel form.
  *
  * Layout: q [B, Tq, H*d], k, v [B, Tk, H*d] (head h = columns h*d..h*d+d-1),
- * W [H, kf, d], b [H, kf], out [B, Tq, H*d]; states S [B, H, kf, d], z [B, H, kf].
+ * W [H, kf, d], b [H, kf] (or NULL, NULL: elu+1, kf = d), out [B, Tq, H*d]; states S [B, H, kf, d], z [B, H, kf].
  * Saved for backward by t2r_fwd: pq [B, H, Tq, kf] = phi(s q), pk [B, H, Tk, kf] =
  * phi(k), den [B, H, Tq] = the UNCLAMPED denominators; the backward also takes out.
  *

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "l0.h"
 #include "tokenizer.h"
 
 /* -------------------------------------------------------- parameters */
@@ -51,8 +52,8 @@ s2s_model *s2s_model_new_empty(const s2s_config *c, int trainable) {
     s2s_model *m = s2s_xcalloc(1, sizeof *m);
     m->cfg = *c;
     m->trainable = trainable;
-    int D = c->d_model, F = c->d_ff;
-    int cap = 8 + 16 * c->enc_layers + 30 * c->dec_layers;
+    int D = c->d_model, F = c->d_ff; /* F: the decoder's (encoder layers: s2s_config_enc_ff) */
+    int cap = 8 + 16 * c->enc_layers + 36 * c->dec_layers; /* dec: 30 + 6 DEED exit tensors */
     m->params = s2s_xcalloc((size_t)cap, sizeof *m->params);
     m->tgt_emb = reg(m, cap, "tgt_emb.weight", c->tgt_vocab, D);
     m->src_emb = c->share_src_emb ? m->tgt_emb : reg(m, cap, "src_emb.weight", c->src_vocab, D);
@@ -60,15 +61,22 @@ s2s_model *s2s_model_new_empty(const s2s_config *c, int trainable) {
     m->dec = s2s_xcalloc((size_t)c->dec_layers, sizeof *m->dec);
     char p[48];
     for (int i = 0; i < c->enc_layers; i++) {
+        /* per-layer widths (pruned encoders): A = heads * Dh attention width, Fl FFN
+         * units; a sublayer of width 0 has no tensors at all (its pointers stay NULL) */
         s2s_enc_layer *L = &m->enc[i];
-        snprintf(p, sizeof p, "enc.%d.ln1", i); reg_ln(m, cap, &L->ln1, p, D);
-        snprintf(p, sizeof p, "enc.%d.attn.q", i); reg_lin(m, cap, &L->q, p, D, D);
-        snprintf(p, sizeof p, "enc.%d.attn.k", i); reg_lin(m, cap, &L->k, p, D, D);
-        snprintf(p, sizeof p, "enc.%d.attn.v", i); reg_lin(m, cap, &L->v, p, D, D);
-        snprintf(p, sizeof p, "enc.%d.attn.o", i); reg_lin(m, cap, &L->o, p, D, D);
-        snprintf(p, sizeof p, "enc.%d.ln2", i); reg_ln(m, cap, &L->ln2, p, D);
-        snprintf(p, sizeof p, "enc.%d.fc1", i); reg_lin(m, cap, &L->fc1, p, F, D);
-        snprintf(p, sizeof p, "enc.%d.fc2", i); reg_lin(m, cap, &L->fc2, p, D, F);
+        int A = s2s_config_enc_heads(c, i) * (D / c->n_heads), Fl = s2s_config_enc_ff(c, i);
+        if (A > 0) {
+            snprintf(p, sizeof p, "enc.%d.ln1", i); reg_ln(m, cap, &L->ln1, p, D);
+            snprintf(p, sizeof p, "enc.%d.attn.q", i); reg_lin(m, cap, &L->q, p, A, D);
+            snprintf(p, sizeof p, "enc.%d.attn.k", i); reg_lin(m, cap, &L->k, p, A, D);
+            snprintf(p, sizeof p, "enc.%d.attn.v", i); reg_lin(m, cap, &L->v, p, A, D);
+            snprintf(p, sizeof p, "enc.%d.attn.o", i); reg_lin(m, cap, &L->o, p, D, A);
+        }
+        if (Fl > 0) {
+            snprintf(p, sizeof p, "enc.%d.ln2", i); reg_ln(m, cap, &L->ln2, p, D);
+            snprintf(p, sizeof p, "enc.%d.fc1", i); reg_lin(m, cap, &L->fc1, p, Fl, D);
+            snprintf(p, sizeof p, "enc.%d.fc2", i); reg_lin(m, cap, &L->fc2, p, D, Fl);
+        }
     }
     reg_ln(m, cap, &m->enc_ln, "enc.ln", D);
     int G = s2s_config_rnn_gates(c); /* 0: Transformer */
@@ -80,7 +88,7 @@ s2s_model *s2s_model_new_empty(const s2s_config *c, int trainable) {
             snprintf(p, sizeof p, "dec.%d.self.k", i); reg_lin(m, cap, &L->sk, p, D, D);
             snprintf(p, sizeof p, "dec.%d.self.v", i); reg_lin(m, cap, &L->sv, p, D, D);
             snprintf(p, sizeof p, "dec.%d.self.o", i); reg_lin(m, cap, &L->so, p, D, D);
-            if (s2s_config_is_t2r(c)) {
+            if (s2s_config_is_t2r(c) && c->t2r_map == S2S_T2R_MAP_RELU) { /* elu: no weights */
                 snprintf(p, sizeof p, "dec.%d.self.phi", i);
                 reg_lin(m, cap, &L->sphi, p, c->n_heads * c->t2r_k, D / c->n_heads);
             }
@@ -93,7 +101,7 @@ s2s_model *s2s_model_new_empty(const s2s_config *c, int trainable) {
         snprintf(p, sizeof p, "dec.%d.cross.k", i); reg_lin(m, cap, &L->ck, p, D, D);
         snprintf(p, sizeof p, "dec.%d.cross.v", i); reg_lin(m, cap, &L->cv, p, D, D);
         snprintf(p, sizeof p, "dec.%d.cross.o", i); reg_lin(m, cap, &L->co, p, D, D);
-        if (s2s_config_is_t2r(c)) {
+        if (s2s_config_is_t2r(c) && c->t2r_map == S2S_T2R_MAP_RELU) {
             snprintf(p, sizeof p, "dec.%d.cross.phi", i);
             reg_lin(m, cap, &L->cphi, p, c->n_heads * c->t2r_k, D / c->n_heads);
         }
@@ -101,6 +109,11 @@ s2s_model *s2s_model_new_empty(const s2s_config *c, int trainable) {
             snprintf(p, sizeof p, "dec.%d.ln3", i); reg_ln(m, cap, &L->ln3, p, D);
             snprintf(p, sizeof p, "dec.%d.fc1", i); reg_lin(m, cap, &L->fc1, p, F, D);
             snprintf(p, sizeof p, "dec.%d.fc2", i); reg_lin(m, cap, &L->fc2, p, D, F);
+        }
+        if (c->multi_exit && i < c->dec_layers - 1) { /* DEED exit adapter (the last exit: dec.ln) */
+            snprintf(p, sizeof p, "dec.%d.exit.ln", i); reg_ln(m, cap, &L->exln, p, D);
+            snprintf(p, sizeof p, "dec.%d.exit.down", i); reg_lin(m, cap, &L->exdown, p, c->exit_rank, D);
+            snprintf(p, sizeof p, "dec.%d.exit.up", i); reg_lin(m, cap, &L->exup, p, D, c->exit_rank);
         }
     }
     reg_ln(m, cap, &m->dec_ln, "dec.ln", D);
@@ -150,7 +163,7 @@ s2s_model *s2s_model_create(const s2s_config *c, struct s2s_tokenizer *src_tok,
     return m;
 }
 
-s2s_model *s2s_model_to_t2r(s2s_model *src, int k, uint64_t seed, char *err, size_t errlen) {
+s2s_model *s2s_model_to_t2r(s2s_model *src, int k, int map, uint64_t seed, char *err, size_t errlen) {
     s2s_config c = src->cfg;
     if (s2s_config_dec_kind(&c) != S2S_DEC_TRANSFORMER || s2s_config_is_t2r(&c)) {
         s2s_errf(err, errlen, "--to t2r needs a softmax Transformer decoder (this model: decoder '%.16s', dec_attn %s)",
@@ -158,7 +171,8 @@ s2s_model *s2s_model_to_t2r(s2s_model *src, int k, uint64_t seed, char *err, siz
         return NULL;
     }
     c.dec_attn = S2S_ATTN_T2R;
-    c.t2r_k = k;
+    c.t2r_map = map;
+    c.t2r_k = map == S2S_T2R_MAP_ELU ? c.d_model / c.n_heads : k; /* elu: k = Dh */
     if (s2s_config_check(&c, err, errlen) != 0) return NULL;
     s2s_model *m = s2s_model_new_empty(&c, 1);
     m->src_tok = src->src_tok;
@@ -169,7 +183,8 @@ s2s_model *s2s_model_to_t2r(s2s_model *src, int k, uint64_t seed, char *err, siz
     for (int i = 0; i < m->n_params; i++)
         if (is_phi(m->params[i].name)) init_param(&c, &m->params[i], &rng);
     int copied = s2s_model_copy_matching(m, src, 1);
-    S2S_ASSERT(copied == src->n_params && copied + 4 * c.dec_layers == m->n_params); /* all but phi */
+    S2S_ASSERT(copied == src->n_params &&
+               copied + (map == S2S_T2R_MAP_ELU ? 0 : 4) * c.dec_layers == m->n_params); /* all but phi */
     return m;
 }
 
@@ -196,6 +211,7 @@ s2s_model *s2s_model_student(s2s_model *teacher, const s2s_config *dec, uint64_t
     if (s2s_decoder_kind_parse(c.decoder) != S2S_DEC_TRANSFORMER) c.dec_attn = S2S_ATTN_SOFTMAX; /* T2R: Transformer only */
     c.dec_layers = dec->dec_layers;
     c.dec_ffn = dec->dec_ffn;
+    c.multi_exit = 0; /* a new decoder: DEED exits come from s2s_model_to_multi_exit */
     if (s2s_config_check(&c, err, errlen) != 0) return NULL;
     s2s_model *m = s2s_model_create(&c, teacher->src_tok, teacher->tgt_tok, seed);
     teacher->src_tok = teacher->tgt_tok = NULL; /* moved */
@@ -270,11 +286,24 @@ s2s_tensor *s2s_model_encode(s2s_graph *g, const s2s_model *m, const int32_t *sr
                              const int32_t *src_len, int B, int Ts, float dropout) {
     s2s_tensor *x = embed(g, m, m->src_emb, src, B, Ts, dropout);
     for (int i = 0; i < m->cfg.enc_layers; i++) {
+        /* per-layer widths (pruned encoders): Hl heads of Dh = D / n_heads, Fl FFN
+         * units; a sublayer of width 0 is skipped (the residual passes through) */
         const s2s_enc_layer *L = &m->enc[i];
-        s2s_tensor *h = ln(g, x, &L->ln1);
-        x = s2s_add(g, x, s2s_dropout(g, mha(g, m, h, h, &L->q, &L->k, &L->v, &L->o, NULL, src_len, 0), dropout));
-        h = ln(g, x, &L->ln2);
-        x = s2s_add(g, x, s2s_dropout(g, ffn(g, m, h, &L->fc1, &L->fc2), dropout));
+        int Hl = s2s_config_enc_heads(&m->cfg, i), Fl = s2s_config_enc_ff(&m->cfg, i);
+        if (Hl > 0) {
+            s2s_tensor *h = ln(g, x, &L->ln1);
+            s2s_tensor *a = s2s_attention(g, lin(g, h, &L->q), lin(g, h, &L->k), lin(g, h, &L->v), src_len, 0,
+                                          Hl); /* [B, Ts, Hl*Dh] */
+            if (m->l0) a = s2s_group_scale(g, a, s2s_l0_mask(g, m->l0, i, 0)); /* NASH head masks [Hl] */
+            x = s2s_add(g, x, s2s_dropout(g, lin(g, a, &L->o), dropout));
+        }
+        if (Fl > 0) {
+            s2s_tensor *h = ln(g, x, &L->ln2);
+            h = lin(g, h, &L->fc1); /* [B, Ts, Fl] */
+            h = m->cfg.activation == S2S_ACT_GELU ? s2s_gelu(g, h) : s2s_relu(g, h);
+            if (m->l0) h = s2s_group_scale(g, h, s2s_l0_mask(g, m->l0, i, 1)); /* NASH FFN unit masks [Fl] */
+            x = s2s_add(g, x, s2s_dropout(g, lin(g, h, &L->fc2), dropout));
+        }
     }
     return ln(g, x, &m->enc_ln);
 }
@@ -307,4 +336,72 @@ s2s_tensor *s2s_model_decode_train(s2s_graph *g, const s2s_model *m, s2s_tensor 
     }
     y = ln(g, y, &m->dec_ln);
     return s2s_linear(g, y, m->tgt_emb, NULL);
+}
+
+/* ------------------------------------------------ DEED multi-exit decoder */
+
+s2s_model *s2s_model_to_multi_exit(s2s_model *src, int rank, uint64_t seed, char *err, size_t errlen) {
+    s2s_config c = src->cfg;
+    if (c.multi_exit) {
+        s2s_errf(err, errlen, "the model is already multi-exit (exit_rank %d)", c.exit_rank);
+        return NULL;
+    }
+    c.multi_exit = 1;
+    c.exit_rank = rank;
+    if (s2s_config_check(&c, err, errlen) != 0) return NULL;
+    s2s_model *m = s2s_model_new_empty(&c, 1);
+    m->src_tok = src->src_tok;
+    m->tgt_tok = src->tgt_tok;
+    src->src_tok = src->tgt_tok = NULL; /* moved */
+    if (src->train_meta) m->train_meta = s2s_xstrdup(src->train_meta);
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ull + 1;
+    int D = c.d_model;
+    for (int i = 0; i < m->n_params; i++) {
+        s2s_param_entry *e = &m->params[i];
+        if (strstr(e->name, ".exit.down.weight")) init_param(&c, e, &rng); /* xavier; biases and up stay 0 */
+    }
+    int copied = s2s_model_copy_matching(m, src, 1);
+    S2S_ASSERT(copied == src->n_params && copied + 6 * (c.dec_layers - 1) == m->n_params);
+    for (int l = 0; l < c.dec_layers - 1; l++) { /* each exit starts as "LN_dec of layer l's state" */
+        memcpy(m->dec[l].exln.w->data, m->dec_ln.w->data, (size_t)D * sizeof(float));
+        memcpy(m->dec[l].exln.b->data, m->dec_ln.b->data, (size_t)D * sizeof(float));
+    }
+    return m;
+}
+
+/* a_l(y) = LN_l(y + up(relu(down(y)))): [.., D] -> [.., D] */
+static s2s_tensor *exit_adapter(s2s_graph *g, s2s_tensor *y, const s2s_dec_layer *L) {
+    s2s_tensor *u = lin(g, s2s_relu(g, lin(g, y, &L->exdown)), &L->exup);
+    return ln(g, s2s_add(g, y, u), &L->exln);
+}
+
+void s2s_model_decode_train_exits(s2s_graph *g, const s2s_model *m, s2s_tensor *enc,
+                                  const int32_t *src_len, const int32_t *tgt_in, int B, int Tt,
+                                  float dropout, s2s_tensor **exits) {
+    S2S_ASSERT(m->cfg.multi_exit && s2s_config_dec_kind(&m->cfg) == S2S_DEC_TRANSFORMER && !s2s_config_is_t2r(&m->cfg));
+    int Ld = m->cfg.dec_layers;
+    s2s_tensor *y = embed(g, m, m->tgt_emb, tgt_in, B, Tt, dropout);
+    for (int i = 0; i < Ld; i++) { /* the layers of s2s_model_decode_train */
+        const s2s_dec_layer *L = &m->dec[i];
+        s2s_tensor *h = ln(g, y, &L->ln1);
+        y = s2s_add(g, y, s2s_dropout(g, mha(g, m, h, h, &L->sq, &L->sk, &L->sv, &L->so, NULL, NULL, 1), dropout));
+        h = ln(g, y, &L->ln2);
+        y = s2s_add(g, y, s2s_dropout(g, mha(g, m, h, enc, &L->cq, &L->ck, &L->cv, &L->co, NULL, src_len, 0), dropout));
+        h = ln(g, y, &L->ln3);
+        y = s2s_add(g, y, s2s_dropout(g, ffn(g, m, h, &L->fc1, &L->fc2), dropout));
+        s2s_tensor *a = i < Ld - 1 ? exit_adapter(g, y, L) : ln(g, y, &m->dec_ln);
+        exits[i] = s2s_linear(g, a, m->tgt_emb, NULL);
+    }
+}
+
+s2s_tensor *s2s_model_exit_loss(s2s_graph *g, const s2s_model *m, s2s_tensor **exits,
+                                const int32_t *tgt_out, float eps, float last_weight) {
+    int Ld = m->cfg.dec_layers;
+    s2s_tensor *loss = NULL;
+    for (int l = 0; l < Ld; l++) {
+        float w = 1.0f / (float)Ld + (l == Ld - 1 ? last_weight : 0.0f);
+        s2s_tensor *term = s2s_scale(g, s2s_xent(g, exits[l], tgt_out, eps, S2S_PAD, NULL), w);
+        loss = loss ? s2s_add(g, loss, term) : term;
+    }
+    return loss;
 }

@@ -36,14 +36,21 @@ typedef struct {
     s2s_lin_p fc1, fc2;       /* FFN (cfg.dec_ffn) */
     /* T2R (cfg.dec_attn t2r) feature maps of self- and cross-attention,
      * "dec.{i}.self.phi" / "dec.{i}.cross.phi": weight [H*k, Dh] (= [H, k, Dh] row-major,
-     * the W of kernels_t2r.h; head h's rows h*k..h*k+k-1), bias [H*k] (= [H, k]) */
+     * the W of kernels_t2r.h; head h's rows h*k..h*k+k-1), bias [H*k] (= [H, k]);
+     * cfg.t2r_map elu: none (w = b = NULL, the fixed elu+1 map) */
     s2s_lin_p sphi, cphi;
+    /* DEED exit adapter of layer l < Ld-1 (cfg.multi_exit; docs/MODEL.md "DEED"):
+     * a_l(h) = exln(h + exup(relu(exdown(h)))), "dec.{l}.exit.{ln,down,up}";
+     * exdown [r, D] + [r], exup [D, r] + [D], exln [D]. The last layer uses dec_ln. */
+    s2s_ln_p exln;
+    s2s_lin_p exdown, exup;
 } s2s_dec_layer;
 
 typedef struct {
     char name[64];   /* safetensors name */
     s2s_tensor *t;
     int decay;       /* weight decay applies (2-D tensors) */
+    int frozen;      /* not trained: no optimizer update, gradient zeroed (s2s train --train-only) */
 } s2s_param_entry;
 
 typedef struct s2s_model {
@@ -66,6 +73,10 @@ typedef struct s2s_model {
     float *dev_pe;        /* [max_len, D] positions on the GPU */
     size_t dev_floats;    /* floats in each device block (params padded to 64) */
     double *dev_scratch;  /* [8] device doubles for reductions (gradient norm) */
+    /* structured L0 masks of the encoder (l0.h), or NULL: when set, s2s_model_encode
+     * scales each head's attention output and each FFN hidden unit by its gate.
+     * Not owned (the trainer attaches, detaches and frees it). */
+    struct s2s_l0 *l0;
 } s2s_model;
 
 /* New randomly initialised trainable model; takes ownership of the tokenizers. */
@@ -83,6 +94,24 @@ s2s_tensor *s2s_model_decode_train(s2s_graph *g, const s2s_model *m, s2s_tensor 
                                    const int32_t *src_len, const int32_t *tgt_in, int B,
                                    int Tt, float dropout);
 
+/* DEED multi-exit (cfg.multi_exit): the logits of every exit, exits[l] [B, Tt, Vt]
+ * for l = 0..Ld-1 (exit l: a_l(y_l) @ tgt_emb^T, the last one LN_dec(y) @ tgt_emb^T,
+ * equal to s2s_model_decode_train's logits). */
+void s2s_model_decode_train_exits(s2s_graph *g, const s2s_model *m, s2s_tensor *enc,
+                                  const int32_t *src_len, const int32_t *tgt_in, int B, int Tt,
+                                  float dropout, s2s_tensor **exits);
+/* The DEED training loss over exits[Ld] (s2s_model_decode_train_exits): (1/Ld) *
+ * sum_l CE_l + last_weight * CE_{Ld-1}, each CE the label-smoothed cross-entropy
+ * of s2s_xent (mean over non-pad targets tgt_out [B*Tt]) -> scalar. */
+s2s_tensor *s2s_model_exit_loss(s2s_graph *g, const s2s_model *m, s2s_tensor **exits,
+                                const int32_t *tgt_out, float eps, float last_weight);
+/* A trainable multi-exit copy of a softmax Transformer model (tokenizers moved from
+ * src, every weight copied) with exit adapters of rank r: exln from dec_ln's weights,
+ * exup 0 (each exit starts as LN_dec of its layer's state), exdown xavier uniform
+ * from seed. NULL + message if src is already multi-exit, not a softmax Transformer,
+ * or r is out of range (src is then unchanged). */
+s2s_model *s2s_model_to_multi_exit(s2s_model *src, int rank, uint64_t seed, char *err, size_t errlen);
+
 /* Distillation student: a new random model with the teacher's config except the
  * decoder (decoder, dec_layers, dec_ffn taken from dec), the teacher's tokenizers
  * (moved: the teacher is left without them) and the teacher's embeddings and
@@ -93,9 +122,10 @@ s2s_model *s2s_model_student(s2s_model *teacher, const s2s_config *dec, uint64_t
 /* Set dec_attn t2r with k features per head on a copy of a softmax Transformer model:
  * a new trainable model (tokenizers moved from src, every weight copied) whose phi
  * weights are random as in s2s_model_create (xavier uniform on each head's [k, Dh],
- * biases 0) from seed. NULL + message if src is not a softmax Transformer or k is
- * out of range (src is then unchanged). */
-s2s_model *s2s_model_to_t2r(s2s_model *src, int k, uint64_t seed, char *err, size_t errlen);
+ * biases 0) from seed. map: S2S_T2R_MAP_RELU (learned, k features) or
+ * S2S_T2R_MAP_ELU (fixed elu+1, no phi weights, k ignored: Dh). NULL + message if src
+ * is not a softmax Transformer or k is out of range (src is then unchanged). */
+s2s_model *s2s_model_to_t2r(s2s_model *src, int k, int map, uint64_t seed, char *err, size_t errlen);
 /* Copy every weight of src whose name and shape dst also has (with_decoder = 0:
  * not the "dec.*" ones). Returns how many tensors were copied. dst is trainable. */
 int s2s_model_copy_matching(s2s_model *dst, const s2s_model *src, int with_decoder);

@@ -18,10 +18,6 @@ static size_t total_floats(const s2s_model *m) {
 
 int s2s_model_to_cuda(s2s_model *m, char *err, size_t errlen) {
     if (m->on_cuda) return 0;
-    if (s2s_config_is_t2r(&m->cfg)) {
-        s2s_errf(err, errlen, "--device cuda: T2R decoder attention (dec_attn t2r) runs on the CPU only; use --device cpu");
-        return -1;
-    }
     if (!s2s_cuda_available()) {
         s2s_errf(err, errlen, "--device cuda: no CUDA device is available");
         return -1;

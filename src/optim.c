@@ -66,6 +66,7 @@ void s2s_adamw_step(s2s_adamw *a, s2s_model *m, float lr, float wd, long step) {
     if (a->dev_block) {
         for (int i = 0; i < m->n_params; i++) {
             s2s_tensor *t = m->params[i].t;
+            if (m->params[i].frozen) continue;
             size_t off = dev_offset(m, i);
             float decay = m->params[i].decay ? 1.0f - lr * wd : 1.0f;
             s2s_kcu_adamw(t->dev_data, a->dev_block + off, a->dev_block + m->dev_floats + off, t->dev_grad,
@@ -76,6 +77,7 @@ void s2s_adamw_step(s2s_adamw *a, s2s_model *m, float lr, float wd, long step) {
 #endif
     for (int i = 0; i < m->n_params; i++) {
         s2s_tensor *t = m->params[i].t;
+        if (m->params[i].frozen) continue;
         float *mo = a->mom[i], *va = a->var[i], *p = t->data, *g = t->grad;
         float decay = m->params[i].decay ? 1.0f - lr * wd : 1.0f;
         size_t n = t->n;
@@ -90,6 +92,14 @@ void s2s_adamw_step(s2s_adamw *a, s2s_model *m, float lr, float wd, long step) {
 }
 
 double s2s_clip_grad_norm(s2s_model *m, float max_norm) {
+    for (int i = 0; i < m->n_params; i++) { /* frozen parameters: no gradient, not in the norm */
+        s2s_tensor *t = m->params[i].t;
+        if (!m->params[i].frozen) continue;
+#ifdef S2S_CUDA
+        if (m->on_cuda) { s2s_cuda_memset0(t->dev_grad, t->n * sizeof(float)); continue; }
+#endif
+        memset(t->grad, 0, t->n * sizeof(float));
+    }
 #ifdef S2S_CUDA
     if (m->on_cuda) { /* one reduction over the whole gradient block (padding is 0) */
         double s;

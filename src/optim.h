@@ -20,10 +20,12 @@ void s2s_adamw_free(s2s_adamw *a);
 void s2s_adamw_to_cuda(s2s_adamw *a, const s2s_model *m);
 void s2s_adamw_sync_host(s2s_adamw *a, const s2s_model *m);
 /* One update with learning rate lr and decoupled weight decay wd (2-D tensors
- * only); step is 1-based (bias correction). */
+ * only); step is 1-based (bias correction). Frozen parameters (s2s_param_entry.frozen)
+ * are left alone (no update, no decay). */
 void s2s_adamw_step(s2s_adamw *a, s2s_model *m, float lr, float wd, long step);
 /* Scale all gradients so their global L2 norm is at most max_norm (if > 0);
- * returns the norm before clipping (torch clip_grad_norm_). */
+ * returns the norm before clipping (torch clip_grad_norm_). Frozen parameters'
+ * gradients are zeroed first (so they count neither in the norm nor anywhere). */
 double s2s_clip_grad_norm(s2s_model *m, float max_norm);
 void s2s_zero_grad(s2s_model *m);
 /* lr * min(step / warmup, sqrt(warmup / step)), step 1-based. */

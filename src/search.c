@@ -21,6 +21,7 @@
 
 #include "common.h"
 #include "decoder.h"
+#include "decoder_deed.h"
 #include "kernels.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -45,6 +46,14 @@ void s2s_search_opts_default(s2s_search_opts *o) {
     o->max_len = 256;
     o->len_ratio = 2.0f;
     o->length_penalty = 1.0f;
+    o->exit = NULL;
+}
+
+/* ops->start, or the DEED decoder's start with the exit options */
+static void *start_state(const s2s_model *m, const s2s_decoder_ops *ops, const s2s_search_opts *o,
+                         const float *enc, const int32_t *src_len, int B, int Ts, int R, int max_steps) {
+    if (o->exit) return s2s_deed_start(m, enc, src_len, B, Ts, R, max_steps, o->exit);
+    return ops->start(m, enc, src_len, B, Ts, R, max_steps);
 }
 
 static int limit_for(const s2s_model *m, const s2s_search_opts *o, int src_len) {
@@ -63,7 +72,7 @@ static void greedy(const s2s_model *m, const s2s_decoder_ops *ops, const float *
     int V = m->cfg.tgt_vocab, maxT = 0;
     int *lim = s2s_xmalloc((size_t)B * sizeof(int));
     for (int b = 0; b < B; b++) { lim[b] = limit_for(m, o, src_len[b]); if (lim[b] > maxT) maxT = lim[b]; }
-    void *st = ops->start(m, enc, src_len, B, Ts, 1, maxT + 1);
+    void *st = start_state(m, ops, o, enc, src_len, B, Ts, 1, maxT + 1);
     int N = B;
     const int dev = DEV_TOP(m) && !score; /* the argmax on the device */
     int32_t *sent = s2s_xmalloc((size_t)B * sizeof(int32_t)); /* row -> sentence */
@@ -140,7 +149,7 @@ static void beam_search(const s2s_model *m, const s2s_decoder_ops *ops, const fl
     int K = o->beam, V = m->cfg.tgt_vocab, maxT = 0;
     int *lim = s2s_xmalloc((size_t)B * sizeof(int));
     for (int b = 0; b < B; b++) { lim[b] = limit_for(m, o, src_len[b]); if (lim[b] > maxT) maxT = lim[b]; }
-    void *st = ops->start(m, enc, src_len, B, Ts, K, maxT + 1);
+    void *st = start_state(m, ops, o, enc, src_len, B, Ts, K, maxT + 1);
     int NK = B * K;
     const int dev = DEV_TOP(m); /* each row's top 2K on the device */
     int kc = 2 * K < V ? 2 * K : V; /* candidates per row from the device */
@@ -237,7 +246,7 @@ static void beam_search(const s2s_model *m, const s2s_decoder_ops *ops, const fl
 
 size_t s2s_search_bytes(const s2s_model *m, const int32_t *src_len, int B, int Ts,
                         const s2s_search_opts *o) {
-    const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
+    const s2s_decoder_ops *ops = o->exit ? &s2s_deed_decoder : s2s_decoder_ops_for(m);
     int maxT = 0, K = o->beam > 1 ? o->beam : 1;
     for (int b = 0; b < B; b++) { int l = limit_for(m, o, src_len[b]); if (l > maxT) maxT = l; }
     size_t N = (size_t)B * K, V = (size_t)m->cfg.tgt_vocab;
@@ -250,8 +259,8 @@ size_t s2s_search_bytes(const s2s_model *m, const int32_t *src_len, int B, int T
 
 void s2s_search(const s2s_model *m, const float *enc, const int32_t *src_len, int B, int Ts,
                 const s2s_search_opts *o, int32_t **out, int *out_len, float *score) {
-    const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
-    S2S_ASSERT(ops != NULL);
+    const s2s_decoder_ops *ops = o->exit ? &s2s_deed_decoder : s2s_decoder_ops_for(m);
+    S2S_ASSERT(ops != NULL && (!o->exit || (m->cfg.multi_exit && !m->on_cuda)));
     if (o->beam <= 1) greedy(m, ops, enc, src_len, B, Ts, o, out, out_len, score);
     else beam_search(m, ops, enc, src_len, B, Ts, o, out, out_len, score);
 }

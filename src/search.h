@@ -6,12 +6,16 @@
 #include <stdint.h>
 
 struct s2s_model;
+struct s2s_exit_opts;
 
 typedef struct {
     int beam;             /* 1 = greedy */
     int max_len;          /* output tokens at most (excluding </s>); also <= cfg.max_len - 1 */
     float len_ratio;      /* and at most len_ratio * source length + 10 (0 = off) */
     float length_penalty; /* beam score = logprob / len^length_penalty */
+    /* DEED early exit (decoder_deed.h) for a multi-exit model on the CPU, or NULL
+     * (default): the model's own decoder at full depth */
+    const struct s2s_exit_opts *exit;
 } s2s_search_opts;
 
 void s2s_search_opts_default(s2s_search_opts *o);

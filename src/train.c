@@ -13,8 +13,10 @@
 #include "graph.h"
 #include "io.h"
 #include "json.h"
+#include "kd.h"
 #include "kernels.h"
 #include "kernels_cuda.h"
+#include "l0.h"
 #include "metrics.h"
 #include "model.h"
 #include "optim.h"
@@ -29,6 +31,7 @@ void s2s_train_opts_default(s2s_train_opts *o) {
     o->tgt_tok = S2S_TOK_SYMBOL;
     o->lr = 7e-4f; o->warmup = 4000; o->weight_decay = 0.0f; o->clip = 1.0f;
     o->dropout = 0.1f; o->label_smoothing = 0.1f;
+    o->exit_last_weight = 1.0f;
     o->tokens_per_batch = 4096;
     o->max_steps = 100000; o->max_epochs = 1000;
     o->seed = 1;
@@ -36,6 +39,8 @@ void s2s_train_opts_default(s2s_train_opts *o) {
     o->metric = "loss";
     o->log_every = 100;
     o->threads = 1;
+    o->kd_temp = 1.0f;
+    o->l0_lr = S2S_L0_LR_DEFAULT; o->l0_droprate_init = S2S_L0_DROPRATE_INIT;
 }
 
 /* ------------------------------------------------------------------ data */
@@ -183,6 +188,66 @@ static s2s_tensor *forward_loss(s2s_graph *g, const s2s_model *m, const batch *b
     return s2s_xent(g, logits, bt->tout, eps, S2S_PAD, NULL);
 }
 
+/* The DEED training loss of a multi-exit model: every exit's cross-entropy
+ * (s2s_model_exit_loss). Dev loss and metric use the last exit (forward_loss). */
+static s2s_tensor *forward_exit_loss(s2s_graph *g, const s2s_model *m, const batch *bt, float dropout,
+                                     float eps, float last_weight) {
+    s2s_tensor *enc = s2s_model_encode(g, m, bt->src, bt->slen, bt->B, bt->Ts, dropout);
+    s2s_tensor *exits[S2S_MAX_LAYERS];
+    s2s_model_decode_train_exits(g, m, enc, bt->slen, bt->tin, bt->B, bt->Tt, dropout, exits);
+    return s2s_model_exit_loss(g, m, exits, bt->tout, eps, last_weight);
+}
+
+/* Forward + distillation loss (kd.h) of one batch: the teacher runs on the same
+ * graph with the tape off (no dropout, no gradients), then the student. */
+static s2s_tensor *kd_forward_loss(s2s_graph *g, const s2s_model *m, const s2s_model *teacher,
+                                   const batch *bt, const s2s_train_opts *o) {
+    s2s_graph_set_grad(g, 0);
+    s2s_tensor *tenc = s2s_model_encode(g, teacher, bt->src, bt->slen, bt->B, bt->Ts, 0.0f);
+    s2s_tensor *tlog = s2s_model_decode_train(g, teacher, tenc, bt->slen, bt->tin, bt->B, bt->Tt, 0.0f);
+    s2s_graph_set_grad(g, 1);
+    s2s_tensor *enc = s2s_model_encode(g, m, bt->src, bt->slen, bt->B, bt->Ts, o->dropout);
+    s2s_tensor *logits = s2s_model_decode_train(g, m, enc, bt->slen, bt->tin, bt->B, bt->Tt, o->dropout);
+    return s2s_kd_loss(g, logits, tlog, bt->tout, o->label_smoothing, S2S_PAD, o->kd_weight, o->kd_temp, NULL);
+}
+
+/* The distillation teacher of o (NULL when not distilling): loaded read-only, its
+ * tokenizers checked against the student's, moved to the GPU with --device cuda. */
+static int load_kd_teacher(s2s_model **out, const s2s_train_opts *o, const s2s_model *m, char *err, size_t errlen) {
+    *out = NULL;
+    if (!o->kd_teacher || o->kd_weight <= 0.0f) return 0;
+    if (!(o->kd_weight <= 1.0f) || !(o->kd_temp > 0.0f)) {
+        s2s_errf(err, errlen, "--kd-weight must be in [0, 1] and --kd-temp > 0 (got %g, %g)", o->kd_weight, o->kd_temp);
+        return -1;
+    }
+    if (m->cfg.multi_exit) {
+        s2s_errf(err, errlen, "--kd-teacher: distillation of a multi-exit (DEED) student is not supported");
+        return -1;
+    }
+    char e2[512];
+    s2s_model *t = s2s_model_load(o->kd_teacher, 0, e2, sizeof e2);
+    if (!t) { s2s_errf(err, errlen, "--kd-teacher: %s", e2); return -1; }
+    size_t n1 = 0, n2 = 0, n3 = 0, n4 = 0;
+    char *a = s2s_tok_serialize(t->src_tok, &n1), *b = s2s_tok_serialize(m->src_tok, &n2);
+    char *c = s2s_tok_serialize(t->tgt_tok, &n3), *d = s2s_tok_serialize(m->tgt_tok, &n4);
+    int same = n1 == n2 && n3 == n4 && memcmp(a, b, n1) == 0 && memcmp(c, d, n3) == 0;
+    free(a); free(b); free(c); free(d);
+    if (!same) {
+        s2s_errf(err, errlen, "--kd-teacher %s: its tokenizers differ from the student's (distillation needs the same vocabularies)", o->kd_teacher);
+        s2s_model_free(t);
+        return -1;
+    }
+    if (o->cuda && s2s_model_to_cuda(t, e2, sizeof e2) != 0) {
+        s2s_errf(err, errlen, "--kd-teacher: %s", e2);
+        s2s_model_free(t);
+        return -1;
+    }
+    if (!o->quiet)
+        fprintf(stderr, "s2s train: distilling from %s (weight %g, temperature %g)\n", o->kd_teacher, o->kd_weight, o->kd_temp);
+    *out = t;
+    return 0;
+}
+
 /* ------------------------------------------------------------ trainer state */
 
 typedef struct {
@@ -249,7 +314,8 @@ static int save_last(s2s_model *m, s2s_adamw *a, const trainer_state *ts, const 
     int np = m->n_params;
     s2s_model_sync_host(m); /* GPU training: bring weights and moments back first */
     s2s_adamw_sync_host(a, m);
-    s2s_extra_tensor *ex = s2s_xcalloc((size_t)2 * np, sizeof *ex);
+    int nl0 = m->l0 ? s2s_l0_max_extra(m->l0) : 0; /* NASH masks, lambdas, their AdamW state */
+    s2s_extra_tensor *ex = s2s_xcalloc((size_t)2 * np + (size_t)nl0, sizeof *ex);
     char (*names)[80] = s2s_xmalloc((size_t)2 * np * sizeof *names);
     for (int i = 0; i < np; i++) {
         const s2s_tensor *t = m->params[i].t;
@@ -270,8 +336,21 @@ static int save_last(s2s_model *m, s2s_adamw *a, const trainer_state *ts, const 
              ts->step, ts->epoch, ts->batch_pos, (unsigned long long)ts->rng,
              isnan(ts->best) ? 0.0 : ts->best, !isnan(ts->best), ts->bad_evals, ts->elapsed, ts->tokens);
     const char *kv[2] = {"s2s.trainer", st};
-    int rc = s2s_model_save(m, path, ex, 2 * np, kv, 1, 0, err, errlen);
+    if (m->l0) nl0 = s2s_l0_extra(m->l0, ex + 2 * np, 1);
+    int rc = s2s_model_save(m, path, ex, 2 * np + nl0, kv, 1, 0, err, errlen);
     free(ex); free(names);
+    return rc;
+}
+
+/* best.safetensors (or any model file): the weights, plus the L0 log_alphas
+ * (enc.{l}.l0.heads / enc.{l}.l0.ff) while pruning masks are trained. */
+static int save_model(s2s_model *m, const char *path, int fp16, char *err, size_t errlen) {
+    s2s_model_sync_host(m); /* GPU training: the file gets the current weights */
+    if (!m->l0) return s2s_model_save(m, path, NULL, 0, NULL, 0, fp16, err, errlen);
+    s2s_extra_tensor *ex = s2s_xcalloc((size_t)s2s_l0_max_extra(m->l0), sizeof *ex);
+    int n = s2s_l0_extra(m->l0, ex, 0);
+    int rc = s2s_model_save(m, path, ex, n, NULL, 0, fp16, err, errlen);
+    free(ex);
     return rc;
 }
 
@@ -314,6 +393,10 @@ static int load_trainer(const char *path, s2s_model *m, s2s_adamw *a, trainer_st
             s2s_st_to_f32(k ? a->var[i] : a->mom[i], t);
         }
     }
+    if (m->l0 && s2s_l0_load(m->l0, f, 1, e2, sizeof e2) < 0) { /* 1: none saved, the masks start fresh */
+        s2s_errf(err, errlen, "%s: %s", path, e2);
+        goto out;
+    }
     rc = 0;
 out:
     s2s_json_free(j);
@@ -354,8 +437,14 @@ static double dev_metric(const s2s_model *m, const char *metric, char **src, cha
     to.batch = 64;
     char **hyp = s2s_xcalloc(n, sizeof *hyp);
     double score = NAN;
-    if (s2s_translate((const struct s2s_model *)m, (const char *const *)src, (int)n, &to, hyp, NULL, err, errlen) != 0)
-        goto out;
+    /* T2R on the GPU: no GPU step decoder, so decode on the CPU from the current weights
+     * (copied to the host first; on_cuda is lowered for the call and restored) */
+    s2s_model *mm = (s2s_model *)m;
+    int t2r_host = mm->on_cuda && s2s_config_is_t2r(&mm->cfg);
+    if (t2r_host) { s2s_model_sync_host(mm); mm->on_cuda = 0; }
+    int trc = s2s_translate((const struct s2s_model *)m, (const char *const *)src, (int)n, &to, hyp, NULL, err, errlen);
+    if (t2r_host) mm->on_cuda = 1;
+    if (trc != 0) goto out;
     if (strcmp(metric, "wer") == 0 || strcmp(metric, "per") == 0) {
         s2s_g2p_result r;
         if (s2s_g2p_score(&r, (const char *const *)hyp, (const char *const *)ref, n, err, errlen) == 0)
@@ -384,6 +473,43 @@ static void fmt_time(char *buf, size_t n, double s) {
 
 /* ------------------------------------------------------------ main loop */
 
+/* NASH mask training (l0_target > 0): attach fresh hard-concrete gates to m's
+ * encoder, started from the init model's log_alphas when it has them (a resumed
+ * run reads them, with the lambdas and optimiser state, in load_trainer). */
+static int attach_l0(s2s_model *m, const s2s_train_opts *o, int resume, char *err, size_t errlen) {
+    if (!(o->l0_target < 1.0f) || !(o->l0_droprate_init > 0.0f && o->l0_droprate_init < 1.0f) || !(o->l0_lr > 0.0f)) {
+        s2s_errf(err, errlen, "--l0-target must be in [0, 1), --l0-lr > 0 and the L0 droprate_init in (0, 1)");
+        return -1;
+    }
+    s2s_l0 *l0 = s2s_l0_new(m, o->l0_droprate_init, o->seed);
+    if (s2s_l0_size(l0) == 0) {
+        s2s_l0_free(l0);
+        s2s_errf(err, errlen, "--l0-target: the encoder has no attention heads or FFN units to prune");
+        return -1;
+    }
+    m->l0 = l0;
+    if (!resume && o->init) {
+        char e2[512];
+        s2s_st_file *f = s2s_st_open(o->init, e2, sizeof e2);
+        int rc = f ? s2s_l0_load(l0, f, 0, e2, sizeof e2) : -1;
+        s2s_st_close(f);
+        if (rc < 0) { s2s_errf(err, errlen, "%s: %s", o->init, e2); return -1; }
+        if (rc == 0 && !o->quiet) fprintf(stderr, "s2s train: L0 gates start from the log_alphas of %s\n", o->init);
+    }
+    if (!o->quiet)
+        fprintf(stderr, "s2s train: L0 pruning of the encoder: %d gates, target sparsity %.3f (ramped over %d steps), l0 lr %g\n",
+                s2s_l0_size(l0), o->l0_target, o->l0_warmup_steps, o->l0_lr);
+    return 0;
+}
+
+/* " | l0 sparsity S (target T) | lambda L1 L2" for the log line (syncs the gates from the GPU). */
+static void l0_log(char *buf, size_t n, const s2s_model *m, const s2s_train_opts *o, long step) {
+    s2s_l0_sync_host(m->l0);
+    const float *lam = s2s_l0_lambdas(m->l0)->data;
+    snprintf(buf, n, " | l0 sparsity %.4f (target %.4f) | lambda %.4f %.4f", 1.0 - s2s_l0_expected_density(m->l0, m),
+             s2s_l0_target_at(o->l0_target, o->l0_warmup_steps, step), lam[0], lam[1]);
+}
+
 /* --init TEACHER --decoder K: when the requested decoder (kind, layers, FFN) differs
  * from the init model's, a new student with the teacher's tokenizers, embeddings and
  * encoder and a random decoder (s2s_model_student); else the init model itself.
@@ -400,12 +526,35 @@ static s2s_model *maybe_student(s2s_model *m, const s2s_train_opts *o, char *err
     return st;
 }
 
+/* --train-only SET: mark every parameter outside SET frozen (train.h); -1 + message if
+ * SET is unknown or selects nothing. */
+static int freeze_for(s2s_model *m, const char *set, int quiet, char *err, size_t errlen) {
+    if (!set || !strcmp(set, "all")) return 0;
+    int attn = !strcmp(set, "attn"), phi = !strcmp(set, "phi");
+    if (!attn && !phi) { s2s_errf(err, errlen, "--train-only must be all, attn or phi, not '%.40s'", set); return -1; }
+    int n_train = 0;
+    size_t floats = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const char *nm = m->params[i].name;
+        int dec_attn = !strncmp(nm, "dec.", 4) && (strstr(nm, ".self.") || strstr(nm, ".cross."));
+        int keep = phi ? strstr(nm, ".phi.") != NULL : dec_attn;
+        m->params[i].frozen = !keep;
+        if (keep) { n_train++; floats += m->params[i].t->n; }
+    }
+    if (n_train == 0) {
+        s2s_errf(err, errlen, "--train-only %s: this model has no such weights%s", set, phi ? " (not a T2R model with a learned map)" : "");
+        return -1;
+    }
+    if (!quiet) fprintf(stderr, "s2s train: --train-only %s: %d tensors (%zu weights) train, the rest is frozen\n", set, n_train, floats);
+    return 0;
+}
+
 int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
     int rc = 1;
     s2s_set_threads(o->threads > 0 ? o->threads : 1);
     size_t ntr = 0, ntr2 = 0, ndv = 0, ndv2 = 0;
     char **tr_src = NULL, **tr_tgt = NULL, **dv_src = NULL, **dv_tgt = NULL;
-    s2s_model *m = NULL;
+    s2s_model *m = NULL, *teacher = NULL;
     dataset tr = {0}, dv = {0};
     s2s_adamw opt = {0};
     epoch_plan plan = {0};
@@ -446,6 +595,22 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
     } else if (o->init) {
         m = s2s_model_load(o->init, 1, err, errlen);
         if (m) m = maybe_student(m, o, err, errlen);
+        if (m && s2s_config_is_t2r(&o->model) && !s2s_config_is_t2r(&m->cfg)) { /* --init SOFTMAX --dec-attn t2r */
+            s2s_model *t = s2s_model_to_t2r(m, o->model.t2r_k, o->model.t2r_map, o->seed, err, errlen);
+            if (t && !o->quiet)
+                fprintf(stderr, "s2s train: T2R copy of %s: decoder attention with %d %s features per head\n", o->init,
+                        t->cfg.t2r_k, t->cfg.t2r_map == S2S_T2R_MAP_ELU ? "elu+1" : "learned relu");
+            s2s_model_free(m);
+            m = t;
+        }
+        if (m && o->model.multi_exit && !m->cfg.multi_exit) { /* --init TEACHER --multi-exit */
+            s2s_model *me = s2s_model_to_multi_exit(m, o->model.exit_rank, o->seed, err, errlen);
+            if (me && !o->quiet)
+                fprintf(stderr, "s2s train: multi-exit (DEED) copy of %s: exit adapters of rank %d on layers 1..%d\n",
+                        o->init, o->model.exit_rank, me->cfg.dec_layers - 1);
+            s2s_model_free(m);
+            m = me;
+        }
         if (!m) goto done;
     } else {
         char terr[256];
@@ -470,16 +635,20 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
         if (s2s_config_check(&cfg, err, errlen) != 0) { s2s_tok_free(st); if (tt != st) s2s_tok_free(tt); goto done; }
         m = s2s_model_create(&cfg, st, tt, o->seed);
     }
+    if (o->l0_target > 0.0f && attach_l0(m, o, resume, err, errlen) != 0) goto done;
+    if (freeze_for(m, o->train_only, o->quiet, err, errlen) != 0) goto done;
     s2s_adamw_init(&opt, m);
     if (resume && load_trainer(last_path, m, &opt, &ts, err, errlen) != 0) goto done;
     if (o->cuda) { /* weights, gradients and Adam moments live on the GPU from here on */
         if (s2s_model_to_cuda(m, err, errlen) != 0) goto done;
         s2s_adamw_to_cuda(&opt, m);
+        if (m->l0 && s2s_l0_to_cuda(m->l0, err, errlen) != 0) goto done;
 #ifdef S2S_CUDA
         s2s_cuda_set_precision(o->bf16 ? S2S_PREC_BF16 : o->tf32 ? S2S_PREC_TF32 : S2S_PREC_FP32);
 #endif
     }
 
+    if (load_kd_teacher(&teacher, o, m, err, errlen) != 0) goto done;
     if (dataset_make(&tr, tr_src, tr_tgt, ntr, m, o->train_src, o->quiet) == 0) {
         s2s_errf(err, errlen, "%s: no usable training pairs", o->train_src);
         goto done;
@@ -534,10 +703,18 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
         float lr = s2s_lr_at(o->lr, o->warmup, ts.step);
         s2s_zero_grad(m);
         s2s_graph_reset(g);
-        s2s_tensor *loss = forward_loss(g, m, &bt, o->dropout, o->label_smoothing);
-        s2s_graph_backward(g, loss);
-        double gn = s2s_clip_grad_norm(m, o->clip);
+        s2s_tensor *loss = teacher ? kd_forward_loss(g, m, teacher, &bt, o)
+                           : m->cfg.multi_exit ? forward_exit_loss(g, m, &bt, o->dropout, o->label_smoothing, o->exit_last_weight)
+                                   : forward_loss(g, m, &bt, o->dropout, o->label_smoothing);
+        s2s_tensor *total = loss; /* + the L0 Lagrangian while pruning masks are trained */
+        if (m->l0) {
+            s2s_l0_zero_grad(m->l0);
+            total = s2s_add(g, loss, s2s_l0_loss(g, m->l0, s2s_l0_target_at(o->l0_target, o->l0_warmup_steps, ts.step)));
+        }
+        s2s_graph_backward(g, total);
+        double gn = s2s_clip_grad_norm(m, o->clip); /* the model's weights only */
         s2s_adamw_step(&opt, m, lr, o->weight_decay, ts.step);
+        if (m->l0) s2s_l0_step(m->l0, o->l0_lr);
         float lv = s2s_tensor_item(g, loss);
         ts.tokens += bt.ntok;
         win_tok += bt.ntok; win_loss += lv; win_n++;
@@ -554,9 +731,10 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
             char eta[32], el[32];
             fmt_time(eta, sizeof eta, (double)(o->max_steps - ts.step) / rate);
             fmt_time(el, sizeof el, elapsed0 + now - t0);
-            char line[256];
-            snprintf(line, sizeof line, "step %ld/%d | epoch %d | loss %.4f | %.0f tok/s | lr %.2e | gnorm %.2f | %s | ETA %s",
+            char line[384];
+            int ll = snprintf(line, sizeof line, "step %ld/%d | epoch %d | loss %.4f | %.0f tok/s | lr %.2e | gnorm %.2f | %s | ETA %s",
                      ts.step, o->max_steps, ts.epoch + 1, win_loss / win_n, tps, lr, gn, el, eta);
+            if (m->l0 && ll > 0 && ll < (int)sizeof line) l0_log(line + ll, sizeof line - (size_t)ll, m, o, ts.step);
             if (!o->quiet) fprintf(stderr, "%s\n", line);
             if (logf) { fprintf(logf, "%s\n", line); fflush(logf); }
             win_t = now; win_tok = 0; win_loss = 0; win_n = 0;
@@ -578,8 +756,7 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
             if (improved || isnan(score)) {
                 if (improved) { ts.best = score; ts.bad_evals = 0; }
                 set_train_meta(m, o, &ts, score);
-                s2s_model_sync_host(m); /* GPU training: the file gets the current weights */
-                if (s2s_model_save(m, best_path, NULL, 0, NULL, 0, o->save_fp16, err, errlen) != 0) goto done;
+                if (save_model(m, best_path, o->save_fp16, err, errlen) != 0) goto done;
             } else {
                 ts.bad_evals++;
             }
@@ -600,7 +777,7 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
     set_train_meta(m, o, &ts, ts.best);
     if (save_last(m, &opt, &ts, last_path, err, errlen) != 0) goto done;
     if (access(best_path, F_OK) != 0 &&
-        s2s_model_save(m, best_path, NULL, 0, NULL, 0, o->save_fp16, err, errlen) != 0) goto done;
+        save_model(m, best_path, o->save_fp16, err, errlen) != 0) goto done;
     if (!o->quiet)
         fprintf(stderr, "s2s train: done at step %ld (%.1f s); best dev %s %.4f; models in %s\n", ts.step,
                 ts.elapsed, o->metric, ts.best, o->out_dir);
@@ -615,7 +792,9 @@ done:
     free(plan.perm); free(plan.b);
     dataset_free(&tr); dataset_free(&dv);
     s2s_graph_free(g);
+    if (m && m->l0) { s2s_l0_free(m->l0); m->l0 = NULL; }
     s2s_model_free(m);
+    s2s_model_free(teacher);
     s2s_free_lines(tr_src, ntr); s2s_free_lines(tr_tgt, ntr2);
     s2s_free_lines(dv_src, ndv); s2s_free_lines(dv_tgt, ndv2);
     free(last_path); free(best_path); free(log_path);

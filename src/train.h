@@ -40,6 +40,27 @@ typedef struct {
     int fresh;                /* ignore an existing out_dir/last.safetensors */
     int quiet;
     int save_fp16;            /* best.safetensors stored in fp16 */
+    /* DEED (model.multi_exit, model.exit_rank): from scratch, or with init a converted
+     * copy of the init model (s2s_model_to_multi_exit) unless it is multi-exit already */
+    float exit_last_weight;   /* loss = mean of the exits' CEs + this * the last exit's CE */
+    /* word-level distillation (kd.h): with kd_teacher and kd_weight > 0 the loss is
+     * (1 - kd_weight) * CE + kd_weight * kd_temp^2 * KL(teacher || student) at
+     * temperature kd_temp; the teacher (same tokenizers) runs without gradients */
+    const char *kd_teacher;
+    float kd_weight, kd_temp;
+    /* NASH structured L0 pruning of the encoder (l0.h): with l0_target > 0, hard-concrete
+     * gates on every encoder head and FFN unit, trained (AdamW, learning rate l0_lr) with
+     * the Lagrangian lambda1 (s - t) + lambda2 (s - t)^2 added to the loss, whose target
+     * t ramps linearly from 0 to l0_target over l0_warmup_steps steps (lambdas: gradient
+     * ascent); gates start at log_alpha ~ N(log((1-d)/d), 0.01), d = l0_droprate_init.
+     * Checkpoints get the log_alphas (enc.{l}.l0.heads / .ff), last.safetensors also the
+     * lambdas and the gates' AdamW state. */
+    float l0_target, l0_lr, l0_droprate_init;
+    int l0_warmup_steps;
+    /* which weights train (s2s_param_entry.frozen on the others): NULL or "all"; "attn":
+     * the decoder's self- and cross-attention (dec.{i}.self.* / dec.{i}.cross.*, T2R
+     * feature maps included); "phi": the T2R feature maps only. A static string. */
+    const char *train_only;
 } s2s_train_opts;
 
 void s2s_train_opts_default(s2s_train_opts *o);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "decoder_deed.h"
 #include "graph.h"
 #include "kernels.h"
 #include "model.h"
@@ -23,7 +24,13 @@ void s2s_free(s2s_model *m) { s2s_model_free(m); }
 
 void s2s_threads(int n) { s2s_set_threads(n); }
 
-int s2s_use_cuda(s2s_model *m, char *err, size_t errlen) { return s2s_model_to_cuda(m, err, errlen); }
+int s2s_use_cuda(s2s_model *m, char *err, size_t errlen) {
+    if (s2s_config_is_t2r(&m->cfg)) { /* T2R trains on the GPU (graph.c) but has no GPU step decoder */
+        s2s_errf(err, errlen, "--device cuda: T2R models (dec_attn t2r) decode on the CPU only; use --device cpu");
+        return -1;
+    }
+    return s2s_model_to_cuda(m, err, errlen);
+}
 
 void s2s_translate_opts_default(s2s_translate_opts *o) {
     o->beam = 1;
@@ -31,6 +38,10 @@ void s2s_translate_opts_default(s2s_translate_opts *o) {
     o->max_len = 256;
     o->length_penalty = 1.0f;
     o->max_memory_mb = 4096;
+    o->exit_threshold = -1.0f;
+    o->exit_metric = S2S_EXIT_MAXPROB;
+    o->exit_states = S2S_EXIT_JIT;
+    o->exit_stats = NULL;
 }
 
 /* Bytes of the encoder's no-grad graph arena for a [B, Ts] batch: per layer the
@@ -55,6 +66,25 @@ int s2s_translate(const s2s_model *m, const char *const *lines, int n,
     if (n <= 0) return 0;
     if (o->beam < 1 || o->beam > 256 || o->batch < 1 || o->max_len < 1) {
         s2s_errf(err, errlen, "bad options: beam %d, batch %d, max_len %d", o->beam, o->batch, o->max_len);
+        return -1;
+    }
+    if (o->exit_threshold >= 0) { /* DEED early exit */
+        if (!m->cfg.multi_exit) {
+            s2s_errf(err, errlen, "--exit-threshold needs a multi-exit model (s2s train --multi-exit), this one has none");
+            return -1;
+        }
+        if (m->on_cuda) {
+            s2s_errf(err, errlen, "--exit-threshold (DEED early exit) runs on the CPU only");
+            return -1;
+        }
+        if ((o->exit_metric != S2S_EXIT_MAXPROB && o->exit_metric != S2S_EXIT_MARGIN) ||
+            (o->exit_states != S2S_EXIT_JIT && o->exit_states != S2S_EXIT_COPY)) {
+            s2s_errf(err, errlen, "bad options: exit metric %d, exit states %d", o->exit_metric, o->exit_states);
+            return -1;
+        }
+    }
+    if (m->on_cuda && s2s_config_is_t2r(&m->cfg)) {
+        s2s_errf(err, errlen, "T2R models (dec_attn t2r) decode on the CPU only, not from GPU weights");
         return -1;
     }
     for (int i = 0; i < n; i++) out[i] = NULL;
@@ -93,6 +123,10 @@ int s2s_translate(const s2s_model *m, const char *const *lines, int n,
     so.beam = o->beam;
     so.max_len = o->max_len;
     so.length_penalty = o->length_penalty;
+    s2s_exit_stats xstats;
+    memset(&xstats, 0, sizeof xstats);
+    s2s_exit_opts xo = {o->exit_threshold, o->exit_metric, o->exit_states, &xstats, 0};
+    if (o->exit_threshold >= 0 && o->exit_threshold <= 1) so.exit = &xo; /* above 1: full depth */
     int Bmax = o->batch;
     int32_t *src = s2s_xmalloc((size_t)Bmax * maxs * sizeof(int32_t));
     int32_t *slen = s2s_xmalloc((size_t)Bmax * sizeof(int32_t));
@@ -134,6 +168,12 @@ int s2s_translate(const s2s_model *m, const char *const *lines, int n,
         start += B;
     }
 done:
+    if (rc == 0 && o->exit_stats && so.exit) {
+        o->exit_stats[0] += xstats.exit_layer_sum;
+        o->exit_stats[1] += xstats.row_steps;
+        o->exit_stats[2] += xstats.layer_items;
+        o->exit_stats[3] += o->exit_states == S2S_EXIT_COPY ? xstats.copy_items : xstats.jit_items;
+    }
     if (rc != 0) /* leave nothing allocated on error */
         for (int i = 0; i < n; i++) { free(out[i]); out[i] = NULL; }
     s2s_graph_free(g);

@@ -10,6 +10,7 @@
  * (c) the recurrent form against the parallel one: t2r_step T times from a zero state ==
  *     the causal forward at every position, cross_state + cross_query == the
  *     non-causal forward with kv_len padding;
+ * (e) the same (a)-(c) for the fixed elu+1 feature map (W = b = NULL, kf = d);
  * (d) a tiny case by hand (d = 2, kf = 2, T = 3): outputs, saved denominators and the
  *     constant-size state. */
 #include <criterion/criterion.h>
@@ -86,6 +87,13 @@ static void case_new(t2r_case *c, int B, int H, int Tq, int Tk, int d, int kf, i
     }
 }
 
+/* switch a case to the fixed elu+1 map: W = b = NULL, kf = d */
+static void case_elu(t2r_case *c) {
+    free(c->W); free(c->b);
+    c->W = c->b = NULL;
+    c->kf = c->d;
+}
+
 static void case_free(t2r_case *c) {
     free(c->q); free(c->k); free(c->v); free(c->W); free(c->b); free(c->R);
 }
@@ -142,25 +150,34 @@ static void check_close(const char *what, const float *got, const float *ref, si
  * (a) finite differences
  * ---------------------------------------------------------------------------------- */
 
-static void fd_case(int causal, int Tq, int Tk, const int32_t *kv_len) {
+/* elu: the fixed elu+1 map (no W, b; kf = d), C1 so no kink to avoid */
+static void fd_case_map(int causal, int Tq, int Tk, const int32_t *kv_len, int elu) {
     t2r_case c;
-    case_new(&c, 2, 2, Tq, Tk, 3, 4, causal, kv_len, 0.03);
+    case_new(&c, 2, 2, Tq, Tk, 3, 4, causal, kv_len, elu ? 0.0 : 0.03);
+    if (elu) case_elu(&c);
     t2r_saved s;
     saved_new(&s, &c);
     fwd(0, &c, &s);
-    /* the case must exercise relu zeros and (ideally) a clamped denominator */
-    size_t nzero = 0, npq = (size_t)c.B * c.H * Tq * c.kf;
-    for (size_t i = 0; i < npq; i++) nzero += s.pq[i] == 0.0f;
-    cr_assert(nzero > 0 && nzero < npq, "relu zeros: %zu of %zu", nzero, npq);
-    float *g0[5] = {randn(nq(&c), 1, 0), randn(nk(&c), 1, 0), randn(nk(&c), 1, 0), randn(nw(&c), 1, 0),
-                    randn(nb(&c), 1, 0)};
-    size_t n[5] = {nq(&c), nk(&c), nk(&c), nw(&c), nb(&c)};
-    float *g[5], *x[5] = {c.q, c.k, c.v, c.W, c.b};
+    size_t npq = (size_t)c.B * c.H * Tq * c.kf;
+    if (!elu) { /* the case must exercise relu zeros and (ideally) a clamped denominator */
+        size_t nzero = 0;
+        for (size_t i = 0; i < npq; i++) nzero += s.pq[i] == 0.0f;
+        cr_assert(nzero > 0 && nzero < npq, "relu zeros: %zu of %zu", nzero, npq);
+    } else { /* both branches of elu+1: features below and above 1 */
+        size_t nlow = 0;
+        for (size_t i = 0; i < npq; i++) { cr_assert(s.pq[i] > 0.0f); nlow += s.pq[i] < 1.0f; }
+        cr_assert(nlow > 0 && nlow < npq, "elu features below 1: %zu of %zu", nlow, npq);
+    }
+    int na = elu ? 3 : 5; /* elu: no W, b */
+    float *g0[5] = {randn(nq(&c), 1, 0), randn(nk(&c), 1, 0), randn(nk(&c), 1, 0),
+                    elu ? NULL : randn(nw(&c), 1, 0), elu ? NULL : randn(nb(&c), 1, 0)};
+    size_t n[5] = {nq(&c), nk(&c), nk(&c), elu ? 0 : nw(&c), elu ? 0 : nb(&c)};
+    float *g[5] = {NULL}, *x[5] = {c.q, c.k, c.v, c.W, c.b};
     const char *name[5] = {"q", "k", "v", "W", "b"};
-    for (int a = 0; a < 5; a++) g[a] = copyf(g0[a], n[a]);
+    for (int a = 0; a < na; a++) g[a] = copyf(g0[a], n[a]);
     bwd(0, &c, &s, g[0], g[1], g[2], g[3], g[4]);
     const float eps = 1e-3f;
-    for (int a = 0; a < 5; a++)
+    for (int a = 0; a < na; a++)
         for (size_t i = 0; i < n[a]; i++) {
             float old = x[a][i];
             x[a][i] = old + eps;
@@ -175,6 +192,16 @@ static void fd_case(int causal, int Tq, int Tk, const int32_t *kv_len) {
     for (int a = 0; a < 5; a++) { free(g[a]); free(g0[a]); }
     saved_free(&s);
     case_free(&c);
+}
+
+static void fd_case(int causal, int Tq, int Tk, const int32_t *kv_len) { fd_case_map(causal, Tq, Tk, kv_len, 0); }
+
+Test(t2r, elu_backward_matches_finite_differences) {
+    static const int32_t len[2] = {5, 3};
+    fd_case_map(1, 5, 5, NULL, 1);
+    fd_case_map(1, 5, 5, len, 1);
+    static const int32_t len2[2] = {6, 2};
+    fd_case_map(0, 4, 6, len2, 1);
 }
 
 Test(t2r, causal_backward_matches_finite_differences) {
@@ -221,19 +248,23 @@ Test(t2r, clamped_denominator_has_no_gradient) {
  * (b) fast vs reference
  * ---------------------------------------------------------------------------------- */
 
+/* kf = 0: the elu+1 map (W = b = NULL, kf = d) */
 static void fast_vs_ref(int B, int H, int Tq, int Tk, int d, int kf, int causal, const int32_t *kv_len) {
     t2r_case c;
-    case_new(&c, B, H, Tq, Tk, d, kf, causal, kv_len, 0.0);
+    int elu = kf == 0;
+    case_new(&c, B, H, Tq, Tk, d, elu ? d : kf, causal, kv_len, 0.0);
+    if (elu) case_elu(&c);
+    kf = c.kf;
     char what[128];
-    snprintf(what, sizeof what, "B=%d H=%d Tq=%d Tk=%d d=%d kf=%d %s%s", B, H, Tq, Tk, d, kf,
-             causal ? "causal" : "full", kv_len ? " padded" : "");
+    snprintf(what, sizeof what, "B=%d H=%d Tq=%d Tk=%d d=%d kf=%d %s%s%s", B, H, Tq, Tk, d, kf,
+             causal ? "causal" : "full", kv_len ? " padded" : "", elu ? " elu" : "");
     t2r_saved s[2];
     for (int f = 0; f < 2; f++) { saved_new(&s[f], &c); fwd(f, &c, &s[f]); }
     check_close(what, s[1].out, s[0].out, nq(&c), 1e-5, 1e-4);
     check_close(what, s[1].pq, s[0].pq, (size_t)B * H * Tq * kf, 1e-6, 1e-5);
     check_close(what, s[1].pk, s[0].pk, (size_t)B * H * Tk * kf, 1e-6, 1e-5);
     check_close(what, s[1].den, s[0].den, (size_t)B * H * Tq, 1e-6, 1e-4);
-    size_t n[5] = {nq(&c), nk(&c), nk(&c), nw(&c), nb(&c)};
+    size_t n[5] = {nq(&c), nk(&c), nk(&c), nw(&c), nb(&c)}; /* elu: dW, db unused (left as given) */
     const char *name[5] = {"dq", "dk", "dv", "dW", "db"};
     float *g0[5], *g[2][5];
     for (int a = 0; a < 5; a++) {
@@ -277,14 +308,24 @@ Test(t2r, fast_matches_reference) {
     fast_vs_ref(4, 8, 33, 33, 16, 32, 1, NULL); /* the OpenMP paths */
 }
 
+Test(t2r, elu_fast_matches_reference) {
+    static const int32_t len3[3] = {7, 2, 0};
+    fast_vs_ref(1, 1, 1, 1, 1, 0, 1, NULL);
+    fast_vs_ref(2, 2, 6, 6, 3, 0, 1, NULL);
+    fast_vs_ref(3, 2, 7, 7, 5, 0, 1, len3);
+    fast_vs_ref(3, 2, 5, 7, 5, 0, 0, len3);
+    fast_vs_ref(4, 4, 33, 33, 64, 0, 1, NULL); /* d = 64, the OpenMP paths */
+}
+
 /* ------------------------------------------------------------------------------------
  * (c) the recurrent form == the parallel form
  * ---------------------------------------------------------------------------------- */
 
-static void step_vs_parallel(int fast_step) {
-    int B = 3, H = 2, T = 9, d = 8, kf = 6;
+static void step_vs_parallel(int fast_step, int elu) {
+    int B = 3, H = 2, T = 9, d = 8, kf = elu ? d : 6;
     t2r_case c;
     case_new(&c, B, H, T, T, d, kf, 1, NULL, 0.0);
+    if (elu) case_elu(&c);
     t2r_saved s;
     saved_new(&s, &c);
     fwd(0, &c, &s);
@@ -312,15 +353,21 @@ static void step_vs_parallel(int fast_step) {
 }
 
 Test(t2r, recurrent_steps_equal_causal_parallel_form) {
-    step_vs_parallel(0);
-    step_vs_parallel(1);
+    step_vs_parallel(0, 0);
+    step_vs_parallel(1, 0);
 }
 
-Test(t2r, cross_state_equals_parallel_form) {
+Test(t2r, elu_recurrent_steps_equal_causal_parallel_form) {
+    step_vs_parallel(0, 1);
+    step_vs_parallel(1, 1);
+}
+
+static void cross_vs_parallel(int elu) {
     static const int32_t len[3] = {7, 3, 0};
-    int B = 3, H = 2, Tq = 5, Tk = 7, d = 8, kf = 6;
+    int B = 3, H = 2, Tq = 5, Tk = 7, d = 8, kf = elu ? d : 6;
     t2r_case c;
     case_new(&c, B, H, Tq, Tk, d, kf, 0, len, 0.0);
+    if (elu) case_elu(&c);
     t2r_saved s;
     saved_new(&s, &c);
     fwd(0, &c, &s);
@@ -340,6 +387,9 @@ Test(t2r, cross_state_equals_parallel_form) {
     saved_free(&s);
     case_free(&c);
 }
+
+Test(t2r, cross_state_equals_parallel_form) { cross_vs_parallel(0); }
+Test(t2r, elu_cross_state_equals_parallel_form) { cross_vs_parallel(1); }
 
 /* ------------------------------------------------------------------------------------
  * (d) by hand

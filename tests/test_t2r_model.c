@@ -15,9 +15,11 @@
 #include "decoder.h"
 #include "graph.h"
 #include "model.h"
+#include "s2s.h"
 #include "search.h"
 #include "test_util.h"
 #include "tokenizer.h"
+#include "train.h"
 
 /* A fixed batch: B=2, Ts=5, Tt=4 (ids < 14), as in test_model.c. */
 static const int32_t SRC[10] = {4, 5, 6, 7, 2, 8, 9, 2, 0, 0};
@@ -46,6 +48,18 @@ static s2s_model *t2r_model(int D, int H, int F, int Le, int Ld, int k, uint64_t
     tu_perturb_vectors(m, seed);
     return m;
 }
+
+/* Tiny random T2R model with the fixed elu+1 feature map (no phi weights, k = D/H). */
+static s2s_model *elu_model(int D, int H, int F, int Le, int Ld, uint64_t seed) {
+    s2s_config c = tiny_cfg(D, H, F, Le, Ld, 1, D / H);
+    c.t2r_map = S2S_T2R_MAP_ELU;
+    s2s_model *m = tu_model_for(c, seed);
+    tu_perturb_vectors(m, seed);
+    return m;
+}
+
+static float *forward_logits(const s2s_model *m, const int *sent, const int32_t *tin, int B, int T);
+static double rel_diff(const float *a, const float *b, size_t n);
 
 static double batch_loss(s2s_graph *g, s2s_model *m, int grad) {
     s2s_graph_reset(g);
@@ -88,8 +102,8 @@ Test(t2r_model, weight_names_and_shapes) {
     s2s_model_free(m);
 }
 
-Test(t2r_model, finite_difference_gradients_whole_model) {
-    s2s_model *m = t2r_model(8, 2, 12, 1, 2, 4, 3);
+static void fd_whole_model(int elu) {
+    s2s_model *m = elu ? elu_model(8, 2, 12, 1, 2, 3) : t2r_model(8, 2, 12, 1, 2, 4, 3);
     m->cfg.activation = S2S_ACT_GELU;
     s2s_graph *g = s2s_graph_new();
     batch_loss(g, m, 1);
@@ -115,8 +129,74 @@ Test(t2r_model, finite_difference_gradients_whole_model) {
         }
     }
     cr_assert(checked > 100);
-    cr_assert(phi_checked > 8, "only %d phi entries with a nonzero gradient", phi_checked);
+    if (!elu) cr_assert(phi_checked > 8, "only %d phi entries with a nonzero gradient", phi_checked);
+    else cr_assert_eq(phi_checked, 0);
     s2s_graph_free(g);
+    s2s_model_free(m);
+}
+
+Test(t2r_model, finite_difference_gradients_whole_model) { fd_whole_model(0); }
+Test(t2r_model, elu_finite_difference_gradients_whole_model) { fd_whole_model(1); }
+
+/* The elu+1 map has no weights: the softmax model's parameters exactly, t2r_k = D/H,
+ * and the config JSON says so (and round-trips); t2r_map elu with another k is refused. */
+Test(t2r_model, elu_weights_and_config) {
+    s2s_model *m = elu_model(16, 2, 24, 1, 2, 3);
+    s2s_model *soft = tu_model_for(tiny_cfg(16, 2, 24, 1, 2, 0, 8), 3);
+    cr_assert_eq(m->n_params, soft->n_params);
+    cr_assert_eq(s2s_model_param_count(m), s2s_model_param_count(soft));
+    for (int i = 0; i < m->n_params; i++) cr_assert_null(strstr(m->params[i].name, ".phi."), "%s", m->params[i].name);
+    cr_assert_eq(m->cfg.t2r_k, 8);
+    char *js = s2s_config_to_json(&m->cfg);
+    cr_assert(strstr(js, "\"t2r_map\":\"elu\"") && strstr(js, "\"dec_attn\":\"t2r\""), "%s", js);
+    s2s_config back;
+    char err[256];
+    cr_assert_eq(s2s_config_from_json(&back, js, strlen(js), err, sizeof err), 0, "%s", err);
+    cr_assert_eq(back.t2r_map, S2S_T2R_MAP_ELU);
+    cr_assert_eq(back.t2r_k, 8);
+    free(js);
+    char *js2 = s2s_config_to_json(&soft->cfg); /* softmax and relu T2R configs do not mention it */
+    cr_assert_null(strstr(js2, "t2r_map"));
+    free(js2);
+    s2s_config bad = m->cfg;
+    bad.t2r_k = 4;
+    cr_assert_neq(s2s_config_check(&bad, err, sizeof err), 0);
+    cr_assert(strstr(err, "t2r_map"), "%s", err);
+    const char *badjs = "{\"d_model\":16,\"n_heads\":2,\"d_ff\":24,\"enc_layers\":1,\"dec_layers\":1,"
+                        "\"src_vocab\":14,\"tgt_vocab\":14,\"max_len\":64,\"share_src_emb\":0,"
+                        "\"activation\":\"relu\",\"decoder\":\"transformer\",\"dec_attn\":\"t2r\",\"t2r_k\":8,"
+                        "\"t2r_map\":\"tanh\"}";
+    cr_assert_neq(s2s_config_from_json(&back, badjs, strlen(badjs), err, sizeof err), 0);
+    cr_assert(strstr(err, "t2r_map"), "%s", err);
+    s2s_model_free(soft);
+    s2s_model_free(m);
+}
+
+/* Recurrent decoding with the elu+1 map == its parallel forward pass. */
+Test(t2r_model, elu_incremental_decoding_matches_forward) {
+    s2s_model *m = elu_model(16, 4, 24, 2, 3, 7);
+    int V = m->cfg.tgt_vocab;
+    const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
+    cr_assert_not_null(ops);
+    cr_assert_str_eq(ops->kind, "t2r");
+    int sent[2] = {0, 1};
+    float *lg = forward_logits(m, sent, TIN, 2, 4);
+    s2s_graph *g = s2s_graph_new();
+    s2s_graph_set_grad(g, 0);
+    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    void *st = ops->start(m, enc->data, SLEN, 2, 5, 1, 8);
+    s2s_graph_free(g);
+    float *out = malloc(sizeof(float) * 2 * V);
+    for (int t = 0; t < 4; t++) {
+        int32_t tok[2] = {TIN[t], TIN[4 + t]};
+        ops->step(st, out, tok, 2);
+        for (int b = 0; b < 2; b++) {
+            double d = rel_diff(out + (size_t)b * V, lg + ((size_t)b * 4 + t) * V, (size_t)V);
+            cr_assert(d < 1e-5, "elu step %d row %d: relative diff %g", t, b, d);
+        }
+    }
+    ops->free(st);
+    free(out); free(lg);
     s2s_model_free(m);
 }
 
@@ -339,14 +419,17 @@ Test(t2r_model, checkpoint_round_trip_fp32_and_fp16) {
     free(dir); free(p32); free(p16);
 }
 
-/* CUDA refuses T2R models with one line (a CPU-only build refuses every model). */
-Test(t2r_model, cuda_refuses_t2r) {
-    s2s_model *m = t2r_model(16, 2, 24, 1, 1, 4, 2);
-    char err[256] = "";
-    cr_assert_neq(s2s_model_to_cuda(m, err, sizeof err), 0);
-    cr_assert(strstr(err, "--device cuda") && !strchr(err, '\n'), "%s", err);
-    cr_assert_eq(m->on_cuda, 0);
-    s2s_model_free(m);
+/* T2R trains on the GPU (tests/test_cuda_t2r.c) but has no GPU step decoder: decoding
+ * with --device cuda (s2s_use_cuda) is refused with one line, whatever the build. */
+Test(t2r_model, cuda_decoding_refuses_t2r) {
+    for (int elu = 0; elu < 2; elu++) {
+        s2s_model *m = elu ? elu_model(16, 2, 24, 1, 1, 2) : t2r_model(16, 2, 24, 1, 1, 4, 2);
+        char err[256] = "";
+        cr_assert_neq(s2s_use_cuda(m, err, sizeof err), 0);
+        cr_assert(strstr(err, "--device cuda") && strstr(err, "CPU") && !strchr(err, '\n'), "%s", err);
+        cr_assert_eq(m->on_cuda, 0);
+        s2s_model_free(m);
+    }
 }
 
 /* `s2s convert --to t2r`: every teacher weight kept, phi weights added, seeded; the
@@ -436,4 +519,127 @@ Test(t2r_model, convert_cli_then_fine_tune) {
     s2s_model_free(teacher);
     tu_rmrf(dir);
     free(dir); free(tp); free(op); free(op2); free(op3); free(tdir); free(last);
+}
+
+/* --train-only phi / attn: only the selected tensors move, every other weight stays
+ * bit-identical to the init model; an unknown set or one the model lacks is refused. */
+Test(t2r_model, train_only_freezes_the_rest) {
+    char *dir = tu_tmpdir(), *ip = tu_path(dir, "init.safetensors");
+    s2s_model *init = tu_model_for(tiny_cfg(16, 2, 24, 1, 2, 1, 4), 17);
+    char err[512];
+    cr_assert_eq(s2s_model_save(init, ip, NULL, 0, NULL, 0, 0, err, sizeof err), 0, "%s", err);
+    tu_write_reverse_task(dir, "train", 40, 3);
+    static const char *sets[2] = {"phi", "attn"};
+    for (int si = 0; si < 2; si++) {
+        s2s_train_opts o;
+        s2s_train_opts_default(&o);
+        char *src = tu_path(dir, "train.src"), *tgt = tu_path(dir, "train.tgt"), *out = tu_path(dir, sets[si]);
+        o.train_src = src; o.train_tgt = tgt; o.out_dir = out; o.init = ip;
+        o.max_steps = 3; o.eval_every = 0; o.quiet = 1; o.lr = 1e-2f; o.warmup = 1; o.weight_decay = 0.1f;
+        o.train_only = sets[si];
+        cr_assert_eq(s2s_train(&o, err, sizeof err), 0, "%s", err);
+        char *last = tu_path(out, "last.safetensors");
+        s2s_model *m = s2s_model_load(last, 0, err, sizeof err);
+        cr_assert_not_null(m, "%s", err);
+        int moved = 0;
+        for (int i = 0; i < m->n_params; i++) {
+            const char *nm = m->params[i].name;
+            const s2s_tensor *a = m->params[i].t, *b = s2s_model_param(init, nm);
+            cr_assert_not_null(b, "%s", nm);
+            int sel = si == 0 ? strstr(nm, ".phi.") != NULL
+                              : !strncmp(nm, "dec.", 4) && (strstr(nm, ".self.") || strstr(nm, ".cross."));
+            double d = tu_max_diff(a->data, b->data, a->n);
+            if (!sel) cr_assert_eq(d, 0.0, "--train-only %s: %s changed by %g", sets[si], nm, d);
+            moved += sel && d > 0.0;
+        }
+        cr_assert_gt(moved, 4, "--train-only %s: only %d selected tensors moved", sets[si], moved);
+        s2s_model_free(m);
+        free(last); free(src); free(tgt); free(out);
+    }
+    /* refused: an unknown set (CLI), phi on a softmax model (API) */
+    char *cmd, *outp = NULL;
+    cr_assert(asprintf(&cmd, "%s train --init %s --train-src %s/train.src --train-tgt %s/train.tgt -o %s/x "
+                             "--train-only everything", bin(), ip, dir, dir, dir) > 0);
+    int st = tu_run(cmd, &outp);
+    cr_assert(st == 2 && strstr(outp, "--train-only"), "%d: %s", st, outp);
+    free(cmd); free(outp);
+    char *sp = tu_path(dir, "soft.safetensors");
+    s2s_model *soft = tu_model_for(tiny_cfg(16, 2, 24, 1, 2, 0, 4), 17);
+    cr_assert_eq(s2s_model_save(soft, sp, NULL, 0, NULL, 0, 0, err, sizeof err), 0, "%s", err);
+    s2s_train_opts o;
+    s2s_train_opts_default(&o);
+    char *src = tu_path(dir, "train.src"), *tgt = tu_path(dir, "train.tgt"), *out = tu_path(dir, "soft-run");
+    o.train_src = src; o.train_tgt = tgt; o.out_dir = out; o.init = sp;
+    o.max_steps = 1; o.eval_every = 0; o.quiet = 1; o.train_only = "phi";
+    cr_assert_neq(s2s_train(&o, err, sizeof err), 0);
+    cr_assert(strstr(err, "--train-only phi") && !strchr(err, '\n'), "%s", err);
+    free(src); free(tgt); free(out); free(sp);
+    s2s_model_free(soft);
+    s2s_model_free(init);
+    tu_rmrf(dir);
+    free(dir); free(ip);
+}
+
+/* From scratch with the training flags: --dec-attn t2r --t2r-k K and --t2r-map elu (the
+ * config file keys too); with --init of a softmax model the flags convert it first. */
+Test(t2r_model, train_flags_from_scratch_and_init) {
+    char *dir = tu_tmpdir();
+    tu_write_reverse_task(dir, "train", 40, 3);
+    char *conf = tu_path(dir, "t.conf");
+    FILE *f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "d-model = 16\nheads = 2\nff = 24\nenc-layers = 1\ndec-layers = 1\nmax-len = 32\n"
+               "dec-attn = t2r\nt2r-k = 5\n");
+    fclose(f);
+    struct { const char *extra; int map, k; } cases[3] = {
+        {"", S2S_T2R_MAP_RELU, 5}, {"--t2r-k 3", S2S_T2R_MAP_RELU, 3}, {"--t2r-map elu", S2S_T2R_MAP_ELU, 8}};
+    for (int c = 0; c < 3; c++) {
+        char *cmd, *out = NULL, *od;
+        cr_assert(asprintf(&od, "%s/run%d", dir, c) > 0);
+        cr_assert(asprintf(&cmd, "%s train --config %s --train-src %s/train.src --train-tgt %s/train.tgt -o %s "
+                                 "--max-steps 2 --eval-every 0 --quiet %s", bin(), conf, dir, dir, od, cases[c].extra) > 0);
+        int st = tu_run(cmd, &out);
+        cr_assert_eq(st, 0, "%s: %s", cmd, out);
+        char *last = tu_path(od, "last.safetensors"), err[256];
+        s2s_model *m = s2s_model_load(last, 0, err, sizeof err);
+        cr_assert_not_null(m, "%s", err);
+        cr_assert_eq(m->cfg.dec_attn, S2S_ATTN_T2R);
+        cr_assert_eq(m->cfg.t2r_map, cases[c].map, "case %d", c);
+        cr_assert_eq(m->cfg.t2r_k, cases[c].k, "case %d", c);
+        cr_assert((s2s_model_param(m, "dec.0.self.phi.weight") != NULL) == (cases[c].map == S2S_T2R_MAP_RELU));
+        s2s_model_free(m);
+        free(cmd); free(out); free(od); free(last);
+    }
+    /* --init SOFTMAX --dec-attn t2r: converted, then trained; bad values refused */
+    char *sp = tu_path(dir, "soft.safetensors"), err[256];
+    s2s_model *soft = tu_model_for(tiny_cfg(16, 2, 24, 1, 2, 0, 4), 5);
+    cr_assert_eq(s2s_model_save(soft, sp, NULL, 0, NULL, 0, 0, err, sizeof err), 0, "%s", err);
+    char *cmd, *out = NULL;
+    cr_assert(asprintf(&cmd, "%s train --init %s --dec-attn t2r --t2r-map elu --train-src %s/train.src "
+                             "--train-tgt %s/train.tgt -o %s/ft --max-steps 2 --eval-every 0 --quiet", bin(), sp, dir, dir, dir) > 0);
+    int st = tu_run(cmd, &out);
+    cr_assert_eq(st, 0, "%s: %s", cmd, out);
+    free(cmd); free(out);
+    char *last;
+    cr_assert(asprintf(&last, "%s/ft/last.safetensors", dir) > 0);
+    s2s_model *m = s2s_model_load(last, 0, err, sizeof err);
+    cr_assert_not_null(m, "%s", err);
+    cr_assert_eq(m->cfg.dec_attn, S2S_ATTN_T2R);
+    cr_assert_eq(m->cfg.t2r_map, S2S_T2R_MAP_ELU);
+    cr_assert_eq(m->n_params, soft->n_params);
+    s2s_model_free(m);
+    free(last);
+    static const char *bad[3] = {"--dec-attn linear", "--t2r-map tanh", "--t2r-k 0"};
+    static const char *flag[3] = {"--dec-attn", "--t2r-map", "--t2r-k"};
+    for (int b = 0; b < 3; b++) {
+        cr_assert(asprintf(&cmd, "%s train --train-src %s/train.src --train-tgt %s/train.tgt -o %s/bad %s", bin(), dir,
+                           dir, dir, bad[b]) > 0);
+        st = tu_run(cmd, &out);
+        cr_assert(st == 2 && strstr(out, flag[b]) && !strchr(out, '\n') == 0 && strchr(out, '\n') == out + strlen(out) - 1,
+                  "%s: %d %s", bad[b], st, out);
+        free(cmd); free(out);
+    }
+    s2s_model_free(soft);
+    tu_rmrf(dir);
+    free(dir); free(conf); free(sp);
 }

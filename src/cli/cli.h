@@ -11,5 +11,14 @@ int s2s_cmd_score(int argc, char **argv);     /* cmd_score.c */
 int s2s_cmd_info(int argc, char **argv);      /* cmd_info.c */
 int s2s_cmd_bpe(int argc, char **argv);       /* cmd_bpe.c: learn/apply BPE */
 int s2s_cmd_convert(int argc, char **argv);   /* cmd_convert.c: change weight precision */
+int s2s_cmd_prune(int argc, char **argv);     /* cmd_prune.c: NASH structured pruning */
+
+/* `s2s train` options (cmd_train.c) for commands that pass them through (cmd_prune.c):
+ * apply one option "key" (long name without "--") = value, 0 or -1 after printing
+ * an error; whether key is a flag that takes no value; free the option strings. */
+#include "train.h"
+int s2s_train_option(s2s_train_opts *o, const char *cmd, const char *key, const char *value);
+int s2s_train_option_is_flag(const char *key);
+void s2s_train_options_free(s2s_train_opts *o);
 
 #endif

@@ -40,13 +40,24 @@ int s2s_cmd_info(int argc, char **argv) {
     if (kind == S2S_DEC_TRANSFORMER)
         printf("arch:        transformer encoder-decoder, pre-LN, decoder '%s'%s\n", c->decoder,
                s2s_config_is_t2r(c) ? ", T2R linear attention" : "");
-    if (s2s_config_is_t2r(c)) printf("t2r:         %d features per head (decoder self- and cross-attention)\n", c->t2r_k);
     else
         printf("arch:        transformer encoder + recurrent decoder, pre-LN, decoder '%s' (%s, layers %s FFN)\n",
                c->decoder, cell[kind], c->dec_ffn ? "with" : "without");
+    if (s2s_config_is_t2r(c))
+        printf("t2r:         %d features per head, %s (decoder self- and cross-attention)\n", c->t2r_k,
+               c->t2r_map == S2S_T2R_MAP_ELU ? "fixed elu+1 map" : "learned relu map");
     printf("dims:        d_model %d, heads %d, d_ff %d, activation %s\n", c->d_model, c->n_heads, c->d_ff,
            c->activation == S2S_ACT_GELU ? "gelu" : "relu");
     printf("layers:      encoder %d, decoder %d\n", c->enc_layers, c->dec_layers);
+    if (c->multi_exit) /* docs/MODEL.md "DEED" */
+        printf("exits:       DEED multi-exit: every decoder layer (adapter rank %d; --exit-threshold)\n", c->exit_rank);
+    if (c->enc_widths) { /* a pruned encoder (docs/MODEL.md "NASH structured pruning") */
+        printf("enc heads:   ");
+        for (int l = 0; l < c->enc_layers; l++) printf(l ? " %d" : "%d", s2s_config_enc_heads(c, l));
+        printf("  (per layer, of %d)\nenc d_ff:    ", c->n_heads);
+        for (int l = 0; l < c->enc_layers; l++) printf(l ? " %d" : "%d", s2s_config_enc_ff(c, l));
+        printf("  (per layer, of %d)\n", c->d_ff);
+    }
     printf("vocab:       source %d (%s), target %d (%s)%s\n", c->src_vocab,
            s2s_tok_kind_name(s2s_tok_kind_of(m->src_tok)), c->tgt_vocab,
            s2s_tok_kind_name(s2s_tok_kind_of(m->tgt_tok)), c->share_src_emb ? ", shared embeddings" : "");

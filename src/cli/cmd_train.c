@@ -28,13 +28,25 @@ static void help(FILE *f) {
         "other:  --log-every 100 --fresh (ignore OUT_DIR/last.safetensors) --quiet --fp16 (best in fp16)\n"
         "device: --device cpu|cuda (cuda: train on the GPU; same checkpoints) --tf32 (cuda: TF32 matmuls)\n"
         "        --bf16 (cuda: mixed precision, bf16 matmuls with fp32 sums and fp32 master weights)\n"
+        "KD:     --kd-teacher MODEL --kd-weight 0 (a: loss = (1-a) CE + a T^2 KL(teacher_T || student_T))\n"
+        "        --kd-temp 1 (T); word-level distillation from a teacher with the same tokenizers\n"
+        "NASH:   --l0-target 0 (t > 0: learn hard-concrete masks on every encoder head and FFN unit,\n"
+        "        expected sparsity pushed to t by a Lagrangian) --l0-warmup-steps 0 (t ramps up linearly)\n"
+        "        --l0-lr 0.02 (AdamW of the gates and multipliers) --l0-droprate-init 0.05\n"
         "An existing OUT_DIR/last.safetensors is resumed exactly (weights, Adam state, data position, RNG).\n"
         "--init TEACHER with --decoder K whose decoder (K, --dec-layers, --dec-ffn) differs from TEACHER's:\n"
-        "a distillation student with TEACHER's tokenizers, embeddings and encoder and a new random decoder.\n");
+        "a distillation student with TEACHER's tokenizers, embeddings and encoder and a new random decoder.\n"
+        "T2R:    --dec-attn softmax|t2r (decoder attention) --t2r-k 32 (features per head)\n"
+        "        --t2r-map relu|elu (learned relu(Wx+b), or the fixed elu(x)+1 with k = head dim);\n"
+        "        with --init SOFTMAX_MODEL --dec-attn t2r: converted first (as s2s convert --to t2r)\n"
+        "        --train-only all|attn|phi (train only the decoder's attention, or only the T2R\n"
+        "        feature maps; every other weight frozen)\n"
+        "DEED:   --multi-exit (every decoder layer predicts; with --init: adds exit adapters to the model)\n"
+        "        --exit-rank 64 (adapter bottleneck) --exit-last-weight 1.0 (loss = mean exit CE + w * last CE)\n");
 }
 
 static int flagged(const char *key) {
-    return !strcmp(key, "joint-vocab") || !strcmp(key, "fresh") || !strcmp(key, "quiet") || !strcmp(key, "fp16") ||
+    return !strcmp(key, "joint-vocab") || !strcmp(key, "multi-exit") || !strcmp(key, "fresh") || !strcmp(key, "quiet") || !strcmp(key, "fp16") ||
            !strcmp(key, "tf32") || !strcmp(key, "bf16");
 }
 
@@ -46,10 +58,14 @@ static int apply(s2s_train_opts *o, const char *C, const char *key, const char *
 #define INT(k, field, lo, hi) if (!strcmp(key, k)) return s2s_arg_int(C, flag, v, lo, hi, &o->field);
 #define FLT(k, field, lo, hi) if (!strcmp(key, k)) return s2s_arg_float(C, flag, v, lo, hi, &o->field);
     STR("train-src", train_src) STR("train-tgt", train_tgt) STR("dev-src", dev_src) STR("dev-tgt", dev_tgt)
-    STR("out", out_dir) STR("init", init)
+    STR("out", out_dir) STR("init", init) STR("kd-teacher", kd_teacher)
+    FLT("kd-weight", kd_weight, 0, 1) FLT("kd-temp", kd_temp, 0.01, 100)
+    FLT("l0-target", l0_target, 0, 0.999) INT("l0-warmup-steps", l0_warmup_steps, 0, 2000000000)
+    FLT("l0-lr", l0_lr, 1e-8, 10) FLT("l0-droprate-init", l0_droprate_init, 1e-6, 0.999)
     INT("d-model", model.d_model, 4, 65536) INT("heads", model.n_heads, 1, 1024) INT("ff", model.d_ff, 1, 1 << 20)
     INT("enc-layers", model.enc_layers, 0, 256) INT("dec-layers", model.dec_layers, 1, 256)
     INT("dec-ffn", model.dec_ffn, 0, 1)
+    INT("exit-rank", model.exit_rank, 1, 65536) FLT("exit-last-weight", exit_last_weight, 0, 1000)
     INT("max-len", model.max_len, 2, 65536)
     INT("src-vocab", src_vocab, 0, 1 << 22) INT("tgt-vocab", tgt_vocab, 0, 1 << 22)
     FLT("lr", lr, 1e-8, 10) FLT("warmup", warmup, 1, 1e9) FLT("weight-decay", weight_decay, 0, 1)
@@ -88,6 +104,25 @@ static int apply(s2s_train_opts *o, const char *C, const char *key, const char *
         if (key[0] == 's') o->src_tok = k; else o->tgt_tok = k;
         return 0;
     }
+    if (!strcmp(key, "dec-attn")) { /* T2R (docs/MODEL.md "T2R decoder attention") */
+        if (!strcmp(v, "softmax")) o->model.dec_attn = S2S_ATTN_SOFTMAX;
+        else if (!strcmp(v, "t2r")) o->model.dec_attn = S2S_ATTN_T2R;
+        else { fprintf(stderr, "s2s %s: --dec-attn must be softmax or t2r, not '%s'\n", C, v); return -1; }
+        return 0;
+    }
+    if (!strcmp(key, "t2r-k")) return s2s_arg_int(C, flag, v, 1, 4096, &o->model.t2r_k);
+    if (!strcmp(key, "train-only")) {
+        static const char *ok[] = {"all", "attn", "phi"};
+        for (int i = 0; i < 3; i++) if (!strcmp(v, ok[i])) { o->train_only = ok[i]; return 0; }
+        fprintf(stderr, "s2s %s: --train-only must be all, attn or phi, not '%s'\n", C, v);
+        return -1;
+    }
+    if (!strcmp(key, "t2r-map")) {
+        if (!strcmp(v, "relu")) o->model.t2r_map = S2S_T2R_MAP_RELU;
+        else if (!strcmp(v, "elu")) o->model.t2r_map = S2S_T2R_MAP_ELU;
+        else { fprintf(stderr, "s2s %s: --t2r-map must be relu or elu, not '%s'\n", C, v); return -1; }
+        return 0;
+    }
     if (!strcmp(key, "device")) {
         if (!strcmp(v, "cpu")) o->cuda = 0;
         else if (!strcmp(v, "cuda")) o->cuda = 1;
@@ -106,6 +141,7 @@ static int apply(s2s_train_opts *o, const char *C, const char *key, const char *
         else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no")) b = 0;
         else { fprintf(stderr, "s2s %s: %s must be true or false, not '%s'\n", C, flag, v); return -1; }
         if (!strcmp(key, "joint-vocab")) o->joint_vocab = b;
+        else if (!strcmp(key, "multi-exit")) o->model.multi_exit = b;
         else if (!strcmp(key, "fresh")) o->fresh = b;
         else if (!strcmp(key, "quiet")) o->quiet = b;
         else if (!strcmp(key, "tf32")) o->tf32 = b;
@@ -148,7 +184,15 @@ static int load_config(s2s_train_opts *o, const char *path) {
 static void free_opts(s2s_train_opts *o) {
     free((char *)o->train_src); free((char *)o->train_tgt); free((char *)o->dev_src);
     free((char *)o->dev_tgt); free((char *)o->out_dir); free((char *)o->init);
+    free((char *)o->kd_teacher);
 }
+
+/* For `s2s prune` (cmd_prune.c), which passes `s2s train` options through. */
+int s2s_train_option(s2s_train_opts *o, const char *cmd, const char *key, const char *value) {
+    return apply(o, cmd, key, value);
+}
+int s2s_train_option_is_flag(const char *key) { return flagged(key); }
+void s2s_train_options_free(s2s_train_opts *o) { free_opts(o); }
 
 static int parse_and_train(s2s_train_opts *o, int argc, char **argv) {
     for (int i = 1; i < argc; i++) { /* the config file first, so flags override it */
@@ -171,6 +215,8 @@ static int parse_and_train(s2s_train_opts *o, int argc, char **argv) {
         }
         if (apply(o, "train", key, v) != 0) return 2;
     }
+    /* the elu+1 feature map has k = head dim (config.h) */
+    if (o->model.t2r_map == S2S_T2R_MAP_ELU && o->model.n_heads > 0) o->model.t2r_k = o->model.d_model / o->model.n_heads;
     if (!o->train_src || !o->train_tgt || !o->out_dir) {
         fprintf(stderr, "s2s train: need --train-src, --train-tgt and -o OUT_DIR (see --help)\n");
         return 2;

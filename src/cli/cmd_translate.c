@@ -8,7 +8,9 @@
 #include "args.h"
 #include "cli.h"
 #include "common.h"
+#include "decoder_deed.h"
 #include "io.h"
+#include "model.h"
 #include "s2s.h"
 
 static void help(FILE *f) {
@@ -26,6 +28,12 @@ static void help(FILE *f) {
             "  --max-memory MB     bound on decoding memory (encoder activations + decoder\n"
             "                      state of a batch; default 4096, 0 = none): batches are split\n"
             "                      to fit, a sentence that cannot fit is refused with an error\n"
+            "  --exit-threshold T  DEED early exit (multi-exit models, CPU): each step stops at the\n"
+            "                      first decoder layer whose exit confidence reaches T (0..1; above 1:\n"
+            "                      full depth); prints the average exit layer on stderr\n"
+            "  --exit-metric M     maxprob (default: max softmax probability) or margin (top-1 - top-2)\n"
+            "  --exit-states S     jit (default: compute skipped deeper states when needed) or copy\n"
+            "                      (deeper K/V of an exited position from its exited state, as CALM)\n"
             "Invalid UTF-8 is replaced by U+FFFD and over-long lines are truncated, with a\n"
             "warning on stderr; empty lines give empty outputs.\n");
 }
@@ -35,7 +43,9 @@ int s2s_cmd_translate(int argc, char **argv) {
     char *model_path = NULL;
     s2s_translate_opts o;
     s2s_translate_opts_default(&o);
-    int threads = 1, quiet = 0, cuda = 0;
+    int threads = 1, quiet = 0, cuda = 0, exit_opts_given = 0;
+    double exit_stats[4] = {0, 0, 0, 0};
+    o.exit_stats = exit_stats;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { help(stdout); free(model_path); return 0; }
@@ -62,6 +72,20 @@ int s2s_cmd_translate(int argc, char **argv) {
             if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_float(C, a, v, 0, 10, &o.length_penalty)) goto usage;
         } else if (!strcmp(a, "--max-memory")) {
             if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_int(C, a, v, 0, 1 << 30, &o.max_memory_mb)) goto usage;
+        } else if (!strcmp(a, "--exit-threshold")) {
+            if (!(v = s2s_arg_value(C, argc, argv, &i)) || s2s_arg_float(C, a, v, 0, 1e30, &o.exit_threshold)) goto usage;
+        } else if (!strcmp(a, "--exit-metric") || !strcmp(a, "--exit-states")) {
+            if (!(v = s2s_arg_value(C, argc, argv, &i))) goto usage;
+            int metric = a[7] == 'm';
+            const char *v0 = metric ? "maxprob" : "jit", *v1 = metric ? "margin" : "copy";
+            int *dst = metric ? &o.exit_metric : &o.exit_states;
+            if (!strcmp(v, v0)) *dst = 0;
+            else if (!strcmp(v, v1)) *dst = 1;
+            else {
+                fprintf(stderr, "s2s translate: %s: expected %s or %s, got '%s'\n", a, v0, v1, v);
+                goto usage;
+            }
+            exit_opts_given = 1;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             quiet = 1;
         } else {
@@ -69,12 +93,28 @@ int s2s_cmd_translate(int argc, char **argv) {
             goto usage;
         }
     }
+    if (exit_opts_given && o.exit_threshold < 0) {
+        fprintf(stderr, "s2s translate: --exit-metric and --exit-states need --exit-threshold\n");
+        goto usage;
+    }
     if (!model_path) model_path = s2s_default_model_path();
     s2s_threads(threads);
     char err[512];
     double t0 = s2s_now();
     s2s_model *m = s2s_load(model_path, err, sizeof err);
     if (!m) { fprintf(stderr, "s2s translate: %s\n", err); free(model_path); return 1; }
+    if (o.exit_threshold >= 0 && !m->cfg.multi_exit) {
+        fprintf(stderr, "s2s translate: %s: --exit-threshold needs a multi-exit model (s2s train --multi-exit)\n", model_path);
+        s2s_free(m);
+        free(model_path);
+        return 1;
+    }
+    if (o.exit_threshold >= 0 && cuda) {
+        fprintf(stderr, "s2s translate: --exit-threshold (DEED early exit) runs on the CPU only, not with --device cuda\n");
+        s2s_free(m);
+        free(model_path);
+        return 1;
+    }
     if (cuda && s2s_use_cuda(m, err, sizeof err) != 0) {
         fprintf(stderr, "s2s translate: %s\n", err);
         s2s_free(m);
@@ -124,6 +164,18 @@ int s2s_cmd_translate(int argc, char **argv) {
         else snprintf(where, sizeof where, "%d threads", threads);
         fprintf(stderr, "s2s translate: %zu lines in %.3f s (%.1f lines/s; load %.3f s; beam %d, batch %d, %s)\n",
                 total, t_dec, t_dec > 0 ? (double)total / t_dec : 0.0, t_load, o.beam, o.batch, where);
+    }
+    if (rc == 0 && o.exit_threshold >= 0) { /* DEED: always reported (the point of the flag) */
+        int Ld = m->cfg.dec_layers;
+        if (o.exit_threshold > 1)
+            fprintf(stderr, "s2s translate: average exit layer %d of %d (tau %g > 1: full depth)\n", Ld, Ld, o.exit_threshold);
+        else
+            fprintf(stderr, "s2s translate: average exit layer %.3f of %d (tau %g, %s, %s; %.0f decoder row steps, "
+                    "%.3f layer states computed per step, %.3f of them %s)\n",
+                    exit_stats[1] > 0 ? exit_stats[0] / exit_stats[1] : 0.0, Ld, o.exit_threshold,
+                    o.exit_metric ? "margin" : "maxprob", o.exit_states ? "copy" : "jit", exit_stats[1],
+                    exit_stats[1] > 0 ? exit_stats[2] / exit_stats[1] : 0.0, exit_stats[1] > 0 ? exit_stats[3] / exit_stats[1] : 0.0,
+                    o.exit_states ? "K/V copies" : "just in time");
     }
     s2s_free(m);
     free(model_path);

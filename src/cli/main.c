@@ -14,6 +14,7 @@ static void usage(FILE *f) {
             "  info       show a model's architecture, size and training metadata\n"
             "  bpe        learn / apply tokenizers (BPE, char, symbol)\n"
             "  convert    rewrite a model's weights in fp16 (or fp32); --to t2r: T2R decoder attention\n"
+            "  prune      NASH structured pruning: fewer decoder layers, narrower encoder, fine-tuning\n"
             "run 's2s <command> --help' for the options of a command\n");
 }
 
@@ -27,6 +28,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "info")) return s2s_cmd_info(argc - 1, argv + 1);
     if (!strcmp(c, "bpe")) return s2s_cmd_bpe(argc - 1, argv + 1);
     if (!strcmp(c, "convert")) return s2s_cmd_convert(argc - 1, argv + 1);
+    if (!strcmp(c, "prune")) return s2s_cmd_prune(argc - 1, argv + 1);
     fprintf(stderr, "s2s: unknown command '%s' (run 's2s --help')\n", c);
     return 2;
 }

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# methods-g2p-gpu.sh - train the G2P models of T2R, DEED and NASH from the shipped
+# teacher on a GPU machine of one or more GPUs, then measure them there: test-set
+# quality on the CPUs (many decodes at once) and single-thread CPU decoding speed
+# (one model at a time). Runs through scripts/device-gpu.sh (prebuilt binaries of
+# scripts/make-device-bundle.sh). docs/RESULTS.md quotes what it wrote.
+#
+#   bash scripts/methods-g2p-gpu.sh start SECS    launch every job in the background (GPUs round-robin),
+#                                                 each stopped after SECS at most
+#   bash scripts/methods-g2p-gpu.sh wait SECS     progress every 60 s until all jobs end or SECS pass
+#   bash scripts/methods-g2p-gpu.sh finish        stop what still runs, then quality + speed -> runs/methods/
+#   bash scripts/methods-g2p-gpu.sh collect       results, logs and the chosen models -> $OUT
+#
+# Jobs (steps are target-token batches of 8,000; the teacher's best checkpoint was step 9,000):
+#   t2r-k16/k32/k64, t2r-elu  swap + fine-tune, 2,250 steps (25% of the teacher's)
+#   t2r-scratch               the T2R k=32 model trained from scratch for the whole window
+#   deed (WITH_DEED=1)        exit adapters + deep-supervision fine-tuning, 3,000 steps
+#                             (the shipped DEED model came from configs/g2p-deed.conf instead)
+#   nash-n{1,2,3}-s{0,0.3,0.5,0.7}  s2s prune: 1,200 mask steps (t > 0) + 1,800 fine-tuning steps, KD 0.5
+set -u
+cd "$(dirname "$0")/.."
+D="bash scripts/device-gpu.sh"
+T=models/g2p-teacher.safetensors
+R=runs/methods
+BIN=build-dev/bin
+mkdir -p $R
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l); [ "$NGPU" -ge 1 ] || NGPU=1
+COMMON=(--config configs/g2p-teacher.conf --threads 2 --eval-every 500 --eval-max 500 --patience 0)
+NASH=(--train-src data/g2p/train.src --train-tgt data/g2p/train.tgt --dev-src data/g2p/dev.src
+      --dev-tgt data/g2p/dev.tgt --metric wer --eval-every 600 --eval-max 500 --tokens-per-batch 8000
+      --threads 2 --prune-steps 1200 --prune-warmup 600 --finetune-steps 1800 --lr 3e-4 --warmup 300 --fp16)
+jobs_list() {
+    echo t2r-k16 t2r-k32 t2r-k64 t2r-elu t2r-scratch ${WITH_DEED:+deed}
+    for n in 1 2 3; do for s in 0 0.3 0.5 0.7; do echo nash-n$n-s$s; done; done
+}
+final_model() { # the model a job produced
+    case $1 in
+        nash-*) echo runs/$1/model.safetensors ;;
+        *) echo runs/$1/best.safetensors ;;
+    esac
+}
+cmd=${1:-}; shift || true
+case "$cmd" in
+start)
+    secs=$1; i=0
+    $D help >/dev/null 2>&1  # unpacks the libraries and the data once
+    for j in $(jobs_list); do
+        g=$((i % NGPU)); i=$((i + 1))
+        case $j in
+            t2r-k*) GPU=$g $D start $j "$secs" "${COMMON[@]}" --init $T --dec-attn t2r --t2r-k ${j#t2r-k} \
+                        --lr 4e-4 --warmup 300 --max-steps 2250 ;;
+            t2r-elu) GPU=$g $D start $j "$secs" "${COMMON[@]}" --init $T --dec-attn t2r --t2r-map elu \
+                        --lr 4e-4 --warmup 300 --max-steps 2250 ;;
+            t2r-scratch) GPU=$g $D start $j "$secs" "${COMMON[@]}" --dec-attn t2r --t2r-k 32 ;;
+            deed) GPU=$g $D start $j "$secs" "${COMMON[@]}" --init $T --multi-exit --exit-rank 64 \
+                        --lr 3e-4 --warmup 300 --max-steps 3000 ;;
+            nash-*) n=${j#nash-n}; s=${n#*-s}; n=${n%%-*}
+                    GPU=$g CMD=prune $D start $j "$secs" -m $T --decoder-layers $n --encoder-sparsity $s "${NASH[@]}" ;;
+        esac
+    done
+    ;;
+wait)
+    secs=$1; end=$((SECONDS + secs))
+    while [ $SECONDS -lt $end ] && pgrep -f "bin/s2s (train|prune)" >/dev/null; do
+        sleep $(( end - SECONDS < 60 ? end - SECONDS : 60 ))
+        for j in $(jobs_list); do
+            echo "$j: $(grep -v '^eval' runs/$j/stderr.log 2>/dev/null | tail -n 1 | cut -c1-150)"
+        done
+        nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader | tr '\n' ' '; echo
+    done
+    ;;
+finish)
+    pkill -TERM -f "bin/s2s (train|prune)"
+    for i in $(seq 90); do pgrep -f "bin/s2s (train|prune)" >/dev/null || break; sleep 1; done
+    # speed: one thread, one model at a time, the first 100 test words at batch 1 and 256 at batch 32
+    $BIN/bench_s2s -m $T --dump-ids data/g2p/test.src --side src > $R/test.ids
+    head -n 100 $R/test.ids > $R/b1.ids; head -n 256 $R/test.ids > $R/b32.ids
+    : > $R/speed.jsonl
+    sp() { # NAME MODEL [flags]
+        local n=$1 m=$2; shift 2
+        for b in 1 32; do
+            $BIN/bench_s2s -m "$m" -i $R/b$b.ids --threads 1 --beam 5 --batch $b "$@" 2>/dev/null \
+                | sed "s/^{/{\"name\": \"$n\", /" >> $R/speed.jsonl
+        done
+    }
+    sp teacher $T
+    for j in $(jobs_list); do m=$(final_model $j); [ -f "$m" ] && sp $j "$m"; done
+    if [ -f runs/deed/best.safetensors ]; then
+        for tau in 0.5 0.7 0.9 0.95 0.99; do for st in jit copy; do
+            sp deed-$st-$tau runs/deed/best.safetensors --exit-threshold $tau --exit-states $st
+        done; done
+    fi
+    # quality: greedy and beam 5 of every model; DEED at several thresholds, JIT and copied states
+    q=$R/quality.jobs; : > $q
+    add() { echo "EVAL_DIR=$R/eval S2S=$BIN/s2s bash scripts/eval-g2p.sh $*" >> $q; }
+    add teacher@greedy $T --beam 1; add teacher@beam5 $T --beam 5
+    for j in $(jobs_list); do
+        m=$(final_model $j); [ -f "$m" ] || { echo "$j: no model" >&2; continue; }
+        add $j@greedy $m --beam 1; add $j@beam5 $m --beam 5
+    done
+    if [ -f runs/deed/best.safetensors ]; then
+        for tau in 0.5 0.6 0.7 0.8 0.9 0.95 0.99; do for st in jit copy; do
+            add deed-$st-$tau@greedy runs/deed/best.safetensors --beam 1 --exit-threshold $tau --exit-states $st
+            add deed-$st-$tau@beam5 runs/deed/best.safetensors --beam 5 --exit-threshold $tau --exit-states $st
+        done; done
+    fi
+    xargs -P "$(nproc)" -I{} bash -c '{}' < $q > $R/quality.txt 2>&1
+    sort -o $R/quality.txt $R/quality.txt
+    for j in $(jobs_list); do [ -f "$(final_model $j)" ] && $BIN/s2s info -m "$(final_model $j)" > $R/$j.info 2>&1; done
+    lscpu | grep -m1 'Model name' > $R/machine.txt; nvidia-smi -L >> $R/machine.txt
+    wc -l $R/quality.txt $R/speed.jsonl
+    cat $R/quality.txt
+    ;;
+collect)
+    # logs and results in one archive, then the models named in $MODELS (split into 15 MB parts)
+    tar czf "$OUT/methods-logs.tgz" $R/quality.txt $R/speed.jsonl $R/*.info $R/machine.txt \
+        runs/*/train.log runs/*/stderr.log runs/*/*/train.log 2>/dev/null
+    for j in ${MODELS:-}; do
+        m=$(final_model $j); [ -f "$m" ] && split -b 15M -d "$m" "$OUT/$j.part"
+    done
+    ls -la "$OUT"
+    ;;
+*) sed -n 2,22p "$0"; exit 2 ;;
+esac
