@@ -26,7 +26,10 @@ for m in models/g2p-teacher.safetensors models/g2p-*.safetensors; do
   seen="$seen $m"
   hyp=$(mktemp)
   log=$(mktemp)
-  "$BIN" translate -m "$m" --threads "$THREADS" < data/g2p/test.src > "$hyp" 2> "$log"
+  flags=""
+  case "$m" in *deed*) flags="--exit-threshold 0.8" ;; esac  # DEED: early exit (docs/RESULTS.md)
+  # shellcheck disable=SC2086
+  "$BIN" translate -m "$m" --threads "$THREADS" $flags < data/g2p/test.src > "$hyp" 2> "$log"
   rate=$(sed -n 's/.* lines in \([0-9.]*\) s (\([0-9.]*\) lines\/s.*/\2/p' "$log")
   wer=$("$BIN" score --metric wer --ref data/g2p/test.tgt --hyp "$hyp" | awk '{print $3}')
   per=$("$BIN" score --metric per --ref data/g2p/test.tgt --hyp "$hyp" | awk '{print $3}')
@@ -34,6 +37,6 @@ for m in models/g2p-teacher.safetensors models/g2p-*.safetensors; do
   size=$(awk -v b="$(stat -c %s "$m")" 'BEGIN{printf "%.1f", b/1e6}')
   [ -n "$base" ] || base=$rate
   up=$(awk -v a="$rate" -v b="$base" 'BEGIN{printf "%.2fx", a/b}')
-  printf '%-34s %8s %10s %7s %7s %10s %8s\n' "$(basename "$m")" "$size" "$params" "$wer" "$per" "$rate" "$up"
+  printf '%-34s %8s %10s %7s %7s %10s %8s\n' "$(basename "$m")${flags:+ (tau 0.8)}" "$size" "$params" "$wer" "$per" "$rate" "$up"
   rm -f "$hyp" "$log"
 done

@@ -10,6 +10,10 @@
 #   bash scripts/methods-g2p-gpu.sh wait SECS     progress every 60 s until all jobs end or SECS pass
 #   bash scripts/methods-g2p-gpu.sh finish        stop what still runs, then quality + speed -> runs/methods/
 #   bash scripts/methods-g2p-gpu.sh collect       results, logs and the chosen models -> $OUT
+#   bash scripts/methods-g2p-gpu.sh stacks SECS   issue 9's first stack: distil the teacher (beam 5 on the GPU),
+#                                                 then SSRU-2 and SSRU-1 decoders on the NASH encoder of
+#                                                 models/g2p-nash-n2-s0.3.safetensors, SECS each, both at once,
+#                                                 then their test quality -> runs/methods/stacks.txt
 #
 # Jobs (steps are target-token batches of 8,000; the teacher's best checkpoint was step 9,000):
 #   t2r-k16/k32/k64, t2r-elu  swap + fine-tune, 2,250 steps (25% of the teacher's)
@@ -35,8 +39,9 @@ jobs_list() {
 }
 final_model() { # the model a job produced
     case $1 in
+        nash-ssru*) echo runs/$1/best.safetensors ;;
         nash-*) echo runs/$1/model.safetensors ;;
-        *) echo runs/$1/best.safetensors ;;
+        *) echo runs/$1/best.safetensors ;;  # also nash-ssru2 / nash-ssru1 of `stacks`
     esac
 }
 cmd=${1:-}; shift || true
@@ -111,9 +116,24 @@ finish)
     wc -l $R/quality.txt $R/speed.jsonl
     cat $R/quality.txt
     ;;
+stacks)
+    secs=$1
+    $D help >/dev/null 2>&1
+    [ -s data/g2p/train.kd.tgt ] || $BIN/s2s translate -m $T --beam 5 --batch 256 --device cuda --quiet \
+        < data/g2p/train.src > data/g2p/train.kd.tgt
+    N=models/g2p-nash-n2-s0.3.safetensors
+    GPU=0 $D start nash-ssru2 "$secs" --config configs/g2p-ssru.conf --init $N --threads 4
+    GPU=0 $D start nash-ssru1 "$secs" --config configs/g2p-ssru.conf --init $N --dec-layers 1 --threads 4
+    sleep 5; bash "$0" wait "$secs" >/dev/null
+    for i in $(seq 90); do pgrep -f "bin/s2s train" >/dev/null || break; sleep 1; done
+    for j in nash-ssru2 nash-ssru1; do tail -n 2 runs/$j/stderr.log >&2; for b in 1 5; do
+        echo "EVAL_DIR=$R/eval S2S=$BIN/s2s bash scripts/eval-g2p.sh $j@$([ $b = 1 ] && echo greedy || echo beam5) runs/$j/best.safetensors --beam $b"
+    done; done | xargs -P 4 -I{} bash -c '{}' | sort > $R/stacks.txt
+    cat $R/stacks.txt
+    ;;
 collect)
     # logs and results in one archive, then the models named in $MODELS (split into 15 MB parts)
-    tar czf "$OUT/methods-logs.tgz" $R/quality.txt $R/speed.jsonl $R/*.info $R/machine.txt \
+    tar czf "$OUT/methods-logs.tgz" $(ls $R/quality.txt $R/speed.jsonl $R/stacks.txt 2>/dev/null) $R/*.info $R/machine.txt \
         runs/*/train.log runs/*/stderr.log runs/*/*/train.log 2>/dev/null
     for j in ${MODELS:-}; do
         m=$(final_model $j); [ -f "$m" ] && split -b 15M -d "$m" "$OUT/$j.part"

@@ -10,11 +10,6 @@
 #include "model.h"
 #include "test_util.h"
 
-static const char *bin(void) {
-    const char *b = getenv("S2S_BIN");
-    return b ? b : "build/s2s";
-}
-
 typedef struct {
     char *dir, *model;
 } fixture;
@@ -41,7 +36,7 @@ static char *run(const char *stdin_text, const char *args, int *status) {
     char *in = tu_path(fx.dir, "stdin.txt");
     tu_write(in, stdin_text ? stdin_text : "");
     char *cmd;
-    cr_assert(asprintf(&cmd, "%s %s < %s", bin(), args, in) > 0);
+    cr_assert(asprintf(&cmd, "%s %s < %s", tu_bin(), args, in) > 0);
     char *out = NULL;
     *status = tu_run(cmd, &out);
     free(cmd);
@@ -136,7 +131,7 @@ Test(cli, translate_odd_input) {
     FILE *f = fopen(in, "wb");
     fwrite("ab\0c\n", 1, 5, f);
     fclose(f);
-    cr_assert(asprintf(&cmd, "%s translate -q -m %s < %s", bin(), fx.model, in) > 0);
+    cr_assert(asprintf(&cmd, "%s translate -q -m %s < %s", tu_bin(), fx.model, in) > 0);
     st = tu_run(cmd, &out);
     cr_assert(st == 1 && strstr(out, "NUL") != NULL, "status %d: %s", st, out);
     free(out); free(cmd); free(in); free(a);

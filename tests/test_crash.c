@@ -35,11 +35,6 @@
 
 extern char **environ;
 
-static const char *bin(void) {
-    const char *b = getenv("S2S_BIN");
-    return b ? b : "build/s2s";
-}
-
 /* ------------------------------------------------------------ the command */
 
 #define MAX_STEPS 40
@@ -62,7 +57,7 @@ static void cmd_make(cmdline *c, const char *dir, const char *name) {
     char steps[16], every[16];
     snprintf(steps, sizeof steps, "%d", MAX_STEPS);
     snprintf(every, sizeof every, "%d", EVAL_EVERY);
-    const char *a[] = {bin(), "train", "--train-src", c->owned[0], "--train-tgt", c->owned[1],
+    const char *a[] = {tu_bin(), "train", "--train-src", c->owned[0], "--train-tgt", c->owned[1],
                        "--dev-src", c->owned[2], "--dev-tgt", c->owned[3], "-o", c->out,
                        "--d-model", "32", "--heads", "2", "--ff", "64", "--enc-layers", "1",
                        "--dec-layers", "1", "--max-len", "32", "--lr", "3e-3", "--warmup", "20",

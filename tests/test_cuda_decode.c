@@ -38,16 +38,11 @@
 
 #define G2P_MODEL "models/g2p-small.safetensors"
 
-static const char *bin(void) {
-    const char *b = getenv("S2S_BIN");
-    return b ? b : "build/s2s";
-}
-
 /* Run "<bin> args < in" (stdout + stderr captured); returns the exit status. */
 static int run_cli(const char *stdin_text, const char *args, char **out) {
     char *dir = tu_tmpdir(), *in = tu_path(dir, "stdin.txt"), *cmd;
     tu_write(in, stdin_text);
-    cr_assert(asprintf(&cmd, "%s %s < %s", bin(), args, in) > 0);
+    cr_assert(asprintf(&cmd, "%s %s < %s", tu_bin(), args, in) > 0);
     int st = tu_run(cmd, out);
     free(cmd);
     tu_rmrf(dir);

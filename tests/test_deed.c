@@ -23,17 +23,6 @@
 #include "test_util.h"
 #include "tokenizer.h"
 
-/* A fixed batch: B=2, Ts=5, Tt=4 (ids < 14), as in test_model.c. */
-static const int32_t SRC[10] = {4, 5, 6, 7, 2, 8, 9, 2, 0, 0};
-static const int32_t SLEN[2] = {5, 3};
-static const int32_t TIN[8] = {1, 5, 6, 7, 1, 4, 0, 0};
-static const int32_t TOUT[8] = {5, 6, 7, 2, 4, 2, 0, 0};
-
-static const char *bin(void) {
-    const char *b = getenv("S2S_BIN");
-    return b ? b : "build/s2s";
-}
-
 static s2s_config me_cfg(int D, int H, int F, int Le, int Ld, int multi, int rank) {
     s2s_config c;
     s2s_config_default(&c);
@@ -119,10 +108,10 @@ Test(deed, exit_adapter_weights) {
 static double exit_loss(s2s_graph *g, s2s_model *m, float eps, float w, int grad) {
     s2s_graph_reset(g);
     s2s_graph_set_grad(g, grad);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     s2s_tensor *ex[8];
-    s2s_model_decode_train_exits(g, m, enc, SLEN, TIN, 2, 4, 0.0f, ex);
-    s2s_tensor *loss = s2s_model_exit_loss(g, m, ex, TOUT, eps, w);
+    s2s_model_decode_train_exits(g, m, enc, TU_SLEN, TU_TIN, 2, 4, 0.0f, ex);
+    s2s_tensor *loss = s2s_model_exit_loss(g, m, ex, TU_TOUT, eps, w);
     if (grad) s2s_graph_backward(g, loss);
     return loss->data[0];
 }
@@ -134,10 +123,10 @@ Test(deed, exit_loss_is_the_hand_computed_combination) {
     s2s_model *m = me_model(16, 2, 24, 1, Ld, 4, 5);
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     s2s_tensor *ex[3];
-    s2s_model_decode_train_exits(g, m, enc, SLEN, TIN, 2, 4, 0.0f, ex);
-    s2s_tensor *full = s2s_model_decode_train(g, m, enc, SLEN, TIN, 2, 4, 0.0f);
+    s2s_model_decode_train_exits(g, m, enc, TU_SLEN, TU_TIN, 2, 4, 0.0f, ex);
+    s2s_tensor *full = s2s_model_decode_train(g, m, enc, TU_SLEN, TU_TIN, 2, 4, 0.0f);
     int V = m->cfg.tgt_vocab;
     cr_assert_eq(tu_max_diff(ex[Ld - 1]->data, full->data, (size_t)8 * V), 0.0, "last exit != decode_train");
     cr_assert_gt(tu_max_diff(ex[0]->data, full->data, (size_t)8 * V), 1e-3, "exit 0 == last exit");
@@ -147,14 +136,14 @@ Test(deed, exit_loss_is_the_hand_computed_combination) {
         double ce = 0;
         int n = 0;
         for (int i = 0; i < 8; i++) {
-            if (TOUT[i] == S2S_PAD) continue;
+            if (TU_TOUT[i] == S2S_PAD) continue;
             const float *lg = ex[l]->data + (size_t)i * V;
             double mx = lg[0], z = 0, sum = 0;
             for (int v = 1; v < V; v++) mx = fmax(mx, lg[v]);
             for (int v = 0; v < V; v++) z += exp(lg[v] - mx);
             double lz = mx + log(z);
             for (int v = 0; v < V; v++) sum += lz - lg[v];
-            ce += (1 - eps) * (lz - lg[TOUT[i]]) + eps * sum / V;
+            ce += (1 - eps) * (lz - lg[TU_TOUT[i]]) + eps * sum / V;
             n++;
         }
         ce /= n;
@@ -231,14 +220,14 @@ Test(deed, convert_trained_model) {
      * teacher (y_0 = the output of decoder layer 0) */
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     s2s_tensor *ex[3];
-    s2s_model_decode_train_exits(g, m, enc, SLEN, TIN, 2, 4, 0.0f, ex);
-    s2s_tensor *full = s2s_model_decode_train(g, t2, s2s_model_encode(g, t2, SRC, SLEN, 2, 5, 0.0f), SLEN, TIN, 2, 4, 0.0f);
+    s2s_model_decode_train_exits(g, m, enc, TU_SLEN, TU_TIN, 2, 4, 0.0f, ex);
+    s2s_tensor *full = s2s_model_decode_train(g, t2, s2s_model_encode(g, t2, TU_SRC, TU_SLEN, 2, 5, 0.0f), TU_SLEN, TU_TIN, 2, 4, 0.0f);
     int V = m->cfg.tgt_vocab;
     cr_assert_eq(tu_max_diff(ex[2]->data, full->data, (size_t)8 * V), 0.0);
     t2->cfg.dec_layers = 1; /* the teacher cut after layer 0 (dec.ln kept) */
-    s2s_tensor *cut = s2s_model_decode_train(g, t2, s2s_model_encode(g, t2, SRC, SLEN, 2, 5, 0.0f), SLEN, TIN, 2, 4, 0.0f);
+    s2s_tensor *cut = s2s_model_decode_train(g, t2, s2s_model_encode(g, t2, TU_SRC, TU_SLEN, 2, 5, 0.0f), TU_SLEN, TU_TIN, 2, 4, 0.0f);
     t2->cfg.dec_layers = 3;
     cr_assert_lt(tu_max_diff(ex[0]->data, cut->data, (size_t)8 * V), 1e-5);
     /* converting twice is refused */
@@ -267,17 +256,17 @@ Test(deed, above_one_threshold_equals_full_model) {
     s2s_model *m = me_model(16, 2, 24, 1, 3, 4, 11);
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     for (int states = 0; states < 2; states++)
         for (int beam = 1; beam <= 3; beam += 2) {
             int32_t *ref[2], *got[2];
             int rl[2], gl[2];
             float rs[2], gs[2];
-            search(m, enc->data, SLEN, 2, 5, beam, NULL, ref, rl, rs);
+            search(m, enc->data, TU_SLEN, 2, 5, beam, NULL, ref, rl, rs);
             s2s_exit_stats stats;
             memset(&stats, 0, sizeof stats);
-            s2s_exit_opts xo = {1.5f, states ? S2S_EXIT_MARGIN : S2S_EXIT_MAXPROB, states, &stats};
-            search(m, enc->data, SLEN, 2, 5, beam, &xo, got, gl, gs);
+            s2s_exit_opts xo = {1.5f, states ? S2S_EXIT_MARGIN : S2S_EXIT_MAXPROB, states, &stats, 0};
+            search(m, enc->data, TU_SLEN, 2, 5, beam, &xo, got, gl, gs);
             for (int b = 0; b < 2; b++) {
                 cr_assert_eq(gl[b], rl[b], "beam %d states %d sentence %d: length %d vs %d", beam, states, b, gl[b], rl[b]);
                 cr_assert_eq(memcmp(got[b], ref[b], (size_t)rl[b] * sizeof(int32_t)), 0, "beam %d sentence %d differs", beam, b);
@@ -293,7 +282,7 @@ Test(deed, above_one_threshold_equals_full_model) {
     int V = m->cfg.tgt_vocab;
     float *a = malloc(sizeof(float) * 2 * V), *b = malloc(sizeof(float) * 2 * V);
     const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
-    void *sa = ops->start(m, enc->data, SLEN, 2, 5, 1, 6), *sb = s2s_deed_decoder.start(m, enc->data, SLEN, 2, 5, 1, 6);
+    void *sa = ops->start(m, enc->data, TU_SLEN, 2, 5, 1, 6), *sb = s2s_deed_decoder.start(m, enc->data, TU_SLEN, 2, 5, 1, 6);
     int32_t toks[3][2] = {{1, 1}, {5, 4}, {6, 8}};
     for (int t = 0; t < 3; t++) {
         ops->step(sa, a, toks[t], 2);
@@ -344,8 +333,8 @@ static double kv_err(const s2s_model *m, const void *st, int r, int sent, const 
     int D = m->cfg.d_model, Ld = m->cfg.dec_layers;
     float *kk[8], *vv[8];
     int32_t src[5];
-    for (int i = 0; i < 5; i++) src[i] = SRC[sent * 5 + i];
-    full_pass_kv(m, src, &SLEN[sent], 5, hist, 1, T, kk, vv);
+    for (int i = 0; i < 5; i++) src[i] = TU_SRC[sent * 5 + i];
+    full_pass_kv(m, src, &TU_SLEN[sent], 5, hist, 1, T, kk, vv);
     double worst = 0;
     for (int l = 0; l < Ld; l++) {
         int nv = s2s_deed_valid(st, r, l);
@@ -369,7 +358,7 @@ static const int32_t FORCED[7][4] = {{1, 1, 1, 1}, {5, 6, 4, 7}, {6, 6, 8, 9}, {
 static void *forced_decode_chunk(const s2s_model *m, const float *enc, float tau, int states, int32_t hist[4][8],
                                  float *logits, int chunk) {
     s2s_exit_opts xo = {tau, S2S_EXIT_MAXPROB, states, NULL, chunk};
-    void *st = s2s_deed_start(m, enc, SLEN, 2, 5, 2, 8, &xo);
+    void *st = s2s_deed_start(m, enc, TU_SLEN, 2, 5, 2, 8, &xo);
     int32_t h2[4][8];
     for (int t = 0; t < 7; t++) {
         int32_t tok[4];
@@ -411,7 +400,7 @@ Test(deed, jit_states_equal_full_pass_and_are_computed_once) {
     s2s_model *m = me_model(16, 2, 24, 1, 3, 4, 13);
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     int V = m->cfg.tgt_vocab;
     float *logits = malloc(sizeof(float) * 7 * 4 * V);
     float tau = mixed_tau(m, enc->data, logits);
@@ -471,7 +460,7 @@ Test(deed, copy_mode_fills_deeper_states_from_the_exited_state) {
     s2s_model *m = me_model(16, 2, 24, 1, 3, 4, 13);
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     int V = m->cfg.tgt_vocab;
     float *lj = malloc(sizeof(float) * 7 * 4 * V), *lc = malloc(sizeof(float) * 7 * 4 * V);
     float tau = mixed_tau(m, enc->data, lj);
@@ -505,7 +494,7 @@ Test(deed, search_with_early_exit_greedy_and_beam) {
     s2s_model *m = me_model(16, 2, 24, 1, 3, 4, 13);
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     float *lg = malloc(sizeof(float) * 7 * 4 * m->cfg.tgt_vocab);
     float tau = mixed_tau(m, enc->data, lg);
     free(lg);
@@ -514,11 +503,11 @@ Test(deed, search_with_early_exit_greedy_and_beam) {
             for (int beam = 1; beam <= 4; beam += 3) {
                 s2s_exit_stats stats;
                 memset(&stats, 0, sizeof stats);
-                s2s_exit_opts xo = {metric ? tau / 2 : tau, metric, states, &stats};
+                s2s_exit_opts xo = {metric ? tau / 2 : tau, metric, states, &stats, 0};
                 int32_t *out[2];
                 int len[2];
                 float score[2];
-                search(m, enc->data, SLEN, 2, 5, beam, &xo, out, len, score);
+                search(m, enc->data, TU_SLEN, 2, 5, beam, &xo, out, len, score);
                 for (int b = 0; b < 2; b++) {
                     cr_assert(len[b] >= 0 && len[b] <= 10 && isfinite(score[b]));
                     for (int i = 0; i < len[b]; i++) cr_assert(out[b][i] >= 0 && out[b][i] < m->cfg.tgt_vocab);
@@ -546,12 +535,12 @@ Test(deed, cli_train_convert_translate) {
     tu_write_reverse_task(dir, "train", 40, 3);
     char *cmd, *out = NULL;
     /* translate --exit-threshold on a plain model: one-line error */
-    cr_assert(asprintf(&cmd, "echo abc | %s translate -m %s --exit-threshold 0.5", bin(), tp) > 0);
+    cr_assert(asprintf(&cmd, "echo abc | %s translate -m %s --exit-threshold 0.5", tu_bin(), tp) > 0);
     int st = run(cmd, &out);
     cr_assert(st == 1 && strstr(out, "multi-exit") && strchr(out, '\n') == strrchr(out, '\n'), "%d: %s", st, out);
     free(cmd); free(out);
     /* convert --to multi-exit */
-    cr_assert(asprintf(&cmd, "%s convert --to multi-exit --exit-rank 3 -m %s -o %s", bin(), tp, cp) > 0);
+    cr_assert(asprintf(&cmd, "%s convert --to multi-exit --exit-rank 3 -m %s -o %s", tu_bin(), tp, cp) > 0);
     st = run(cmd, &out);
     cr_assert_eq(st, 0, "%s: %s", cmd, out);
     free(cmd); free(out);
@@ -563,7 +552,7 @@ Test(deed, cli_train_convert_translate) {
     char *tdir = tu_path(dir, "ft"), *last = tu_path(tdir, "last.safetensors");
     cr_assert(asprintf(&cmd, "%s train --init %s --multi-exit --exit-rank 5 --exit-last-weight 0.5 --train-src %s/train.src "
                              "--train-tgt %s/train.tgt -o %s --max-steps 3 --eval-every 0 --threads 1",
-                       bin(), tp, dir, dir, tdir) > 0);
+                       tu_bin(), tp, dir, dir, tdir) > 0);
     st = run(cmd, &out);
     cr_assert_eq(st, 0, "%s: %s", cmd, out);
     free(cmd); free(out);
@@ -580,7 +569,7 @@ Test(deed, cli_train_convert_translate) {
     const char *variants[] = {"--exit-threshold 0.3", "--exit-threshold 0.3 --beam 3 --exit-states copy",
                               "--exit-threshold 0.2 --exit-metric margin --batch 1", "--exit-threshold 2"};
     for (int i = 0; i < 4; i++) {
-        cr_assert(asprintf(&cmd, "printf 'abc\\nde\\nfghi\\n' | %s translate -m %s %s", bin(), last, variants[i]) > 0);
+        cr_assert(asprintf(&cmd, "printf 'abc\\nde\\nfghi\\n' | %s translate -m %s %s", tu_bin(), last, variants[i]) > 0);
         st = run(cmd, &out);
         cr_assert_eq(st, 0, "%s: %s", cmd, out);
         char *p = strstr(out, "average exit layer ");
@@ -593,7 +582,7 @@ Test(deed, cli_train_convert_translate) {
     /* bad values: one-line errors */
     const char *bad[] = {"--exit-threshold -1", "--exit-metric prob --exit-threshold 0.5", "--exit-states jit"};
     for (int i = 0; i < 3; i++) {
-        cr_assert(asprintf(&cmd, "echo abc | %s translate -m %s %s", bin(), last, bad[i]) > 0);
+        cr_assert(asprintf(&cmd, "echo abc | %s translate -m %s %s", tu_bin(), last, bad[i]) > 0);
         st = run(cmd, &out);
         cr_assert(st != 0 && st < 128, "%s: %d %s", bad[i], st, out);
         free(cmd); free(out);
@@ -602,7 +591,7 @@ Test(deed, cli_train_convert_translate) {
     char *sdir = tu_path(dir, "scratch"), *slast = tu_path(sdir, "last.safetensors");
     cr_assert(asprintf(&cmd, "%s train --multi-exit --exit-rank 4 --d-model 16 --heads 2 --ff 24 --enc-layers 1 "
                              "--dec-layers 2 --train-src %s/train.src --train-tgt %s/train.tgt -o %s --max-steps 2 "
-                             "--eval-every 0 --threads 1", bin(), dir, dir, sdir) > 0);
+                             "--eval-every 0 --threads 1", tu_bin(), dir, dir, sdir) > 0);
     st = run(cmd, &out);
     cr_assert_eq(st, 0, "%s: %s", cmd, out);
     free(cmd); free(out);

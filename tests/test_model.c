@@ -15,18 +15,12 @@
 #include "test_util.h"
 #include "tokenizer.h"
 
-/* A fixed batch for the tiny models: B=2, Ts=5, Tt=4 (ids < 14). */
-static const int32_t SRC[10] = {4, 5, 6, 7, 2, 8, 9, 2, 0, 0};
-static const int32_t SLEN[2] = {5, 3};
-static const int32_t TIN[8] = {1, 5, 6, 7, 1, 4, 0, 0};
-static const int32_t TOUT[8] = {5, 6, 7, 2, 4, 2, 0, 0};
-
 static double batch_loss(s2s_graph *g, s2s_model *m, int grad) {
     s2s_graph_reset(g);
     s2s_graph_set_grad(g, grad);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
-    s2s_tensor *lg = s2s_model_decode_train(g, m, enc, SLEN, TIN, 2, 4, 0.0f);
-    s2s_tensor *loss = s2s_xent(g, lg, TOUT, 0.1f, S2S_PAD, NULL);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+    s2s_tensor *lg = s2s_model_decode_train(g, m, enc, TU_SLEN, TU_TIN, 2, 4, 0.0f);
+    s2s_tensor *loss = s2s_xent(g, lg, TU_TOUT, 0.1f, S2S_PAD, NULL);
     if (grad) s2s_graph_backward(g, loss);
     return loss->data[0];
 }
@@ -64,14 +58,14 @@ Test(model, incremental_decoding_matches_forward) {
     s2s_model *m = tu_tiny_model(16, 4, 24, 2, 3, 5);
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
-    s2s_tensor *lg = s2s_model_decode_train(g, m, enc, SLEN, TIN, 2, 4, 0.0f);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+    s2s_tensor *lg = s2s_model_decode_train(g, m, enc, TU_SLEN, TU_TIN, 2, 4, 0.0f);
     int V = m->cfg.tgt_vocab;
     const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
-    void *st = ops->start(m, enc->data, SLEN, 2, 5, 1, 8);
+    void *st = ops->start(m, enc->data, TU_SLEN, 2, 5, 1, 8);
     float *out = malloc(sizeof(float) * 2 * V);
     for (int t = 0; t < 4; t++) {
-        int32_t tok[2] = {TIN[t], TIN[4 + t]};
+        int32_t tok[2] = {TU_TIN[t], TU_TIN[4 + t]};
         ops->step(st, out, tok, 2);
         for (int b = 0; b < 2; b++) {
             const float *ref = lg->data + ((size_t)b * 4 + t) * V;
@@ -99,21 +93,21 @@ Test(model, greedy_search_is_forward_argmax) {
     s2s_model *m = tu_tiny_model(16, 2, 24, 1, 2, 11);
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     s2s_search_opts o;
     s2s_search_opts_default(&o);
     o.max_len = 6;
     o.len_ratio = 0;
     int32_t *out[2];
     int len[2];
-    s2s_search(m, enc->data, SLEN, 2, 5, &o, out, len, NULL);
+    s2s_search(m, enc->data, TU_SLEN, 2, 5, &o, out, len, NULL);
     int V = m->cfg.tgt_vocab;
     for (int b = 0; b < 2; b++) {
         int32_t tin[8] = {S2S_BOS};
         for (int t = 0; t < len[b]; t++) tin[t + 1] = out[b][t];
         int T = len[b] + 1;
-        s2s_tensor *e1 = s2s_model_encode(g, m, SRC + 5 * b, SLEN + b, 1, 5, 0.0f);
-        s2s_tensor *lg = s2s_model_decode_train(g, m, e1, SLEN + b, tin, 1, T, 0.0f);
+        s2s_tensor *e1 = s2s_model_encode(g, m, TU_SRC + 5 * b, TU_SLEN + b, 1, 5, 0.0f);
+        s2s_tensor *lg = s2s_model_decode_train(g, m, e1, TU_SLEN + b, tin, 1, T, 0.0f);
         for (int t = 0; t < T; t++) {
             const float *r = lg->data + (size_t)t * V;
             int best = 0;
@@ -126,7 +120,7 @@ Test(model, greedy_search_is_forward_argmax) {
     int32_t *bo[2];
     int bl[2];
     o.beam = 1;
-    s2s_search(m, enc->data, SLEN, 2, 5, &o, bo, bl, NULL);
+    s2s_search(m, enc->data, TU_SLEN, 2, 5, &o, bo, bl, NULL);
     for (int b = 0; b < 2; b++) {
         cr_assert_eq(bl[b], len[b]);
         cr_assert(memcmp(bo[b], out[b], sizeof(int32_t) * (size_t)len[b]) == 0);
@@ -141,7 +135,7 @@ Test(model, beam_search_scores_at_least_greedy) {
     s2s_model *m = tu_tiny_model(16, 2, 24, 1, 2, 13);
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     s2s_search_opts o;
     s2s_search_opts_default(&o);
     o.max_len = 8;
@@ -149,9 +143,9 @@ Test(model, beam_search_scores_at_least_greedy) {
     int32_t *go[2], *bo[2];
     int gl[2], bl[2];
     float gs[2], bs[2];
-    s2s_search(m, enc->data, SLEN, 2, 5, &o, go, gl, gs);
+    s2s_search(m, enc->data, TU_SLEN, 2, 5, &o, go, gl, gs);
     o.beam = 5;
-    s2s_search(m, enc->data, SLEN, 2, 5, &o, bo, bl, bs);
+    s2s_search(m, enc->data, TU_SLEN, 2, 5, &o, bo, bl, bs);
     for (int b = 0; b < 2; b++) {
         cr_assert(bs[b] >= gs[b] - 1e-4, "sentence %d: beam %g < greedy %g", b, bs[b], gs[b]);
         free(go[b]); free(bo[b]);

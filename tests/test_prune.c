@@ -23,17 +23,6 @@
 #include "test_util.h"
 #include "tokenizer.h"
 
-/* A fixed batch: B=2, Ts=5, Tt=4 (ids < 14), as in test_model.c. */
-static const int32_t SRC[10] = {4, 5, 6, 7, 2, 8, 9, 2, 0, 0};
-static const int32_t SLEN[2] = {5, 3};
-static const int32_t TIN[8] = {1, 5, 6, 7, 1, 4, 0, 0};
-static const int32_t TOUT[8] = {5, 6, 7, 2, 4, 2, 0, 0};
-
-static const char *bin(void) {
-    const char *b = getenv("S2S_BIN");
-    return b ? b : "build/s2s";
-}
-
 static s2s_config cfg_of(int D, int H, int F, int Le, int Ld) {
     s2s_config c;
     s2s_config_default(&c);
@@ -46,7 +35,7 @@ static s2s_config cfg_of(int D, int H, int F, int Le, int Ld) {
 static float *encode(const s2s_model *m) {
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *e = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    s2s_tensor *e = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     float *out = s2s_xmalloc(e->n * sizeof(float));
     memcpy(out, e->data, e->n * sizeof(float));
     s2s_graph_free(g);
@@ -57,8 +46,8 @@ static float *encode(const s2s_model *m) {
 static float *logits_of(const s2s_model *m) {
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *e = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
-    s2s_tensor *lg = s2s_model_decode_train(g, m, e, SLEN, TIN, 2, 4, 0.0f);
+    s2s_tensor *e = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+    s2s_tensor *lg = s2s_model_decode_train(g, m, e, TU_SLEN, TU_TIN, 2, 4, 0.0f);
     float *out = s2s_xmalloc(lg->n * sizeof(float));
     memcpy(out, lg->data, lg->n * sizeof(float));
     s2s_graph_free(g);
@@ -224,8 +213,8 @@ Test(prune, uneven_widths_finite_difference_gradients) {
     tu_perturb_vectors(m, 8);
     m->cfg.activation = S2S_ACT_GELU;
     s2s_graph *g = s2s_graph_new();
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
-    s2s_tensor *loss = s2s_xent(g, s2s_model_decode_train(g, m, enc, SLEN, TIN, 2, 4, 0.0f), TOUT, 0.1f, S2S_PAD, NULL);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+    s2s_tensor *loss = s2s_xent(g, s2s_model_decode_train(g, m, enc, TU_SLEN, TU_TIN, 2, 4, 0.0f), TU_TOUT, 0.1f, S2S_PAD, NULL);
     s2s_zero_grad(m);
     s2s_graph_backward(g, loss);
     uint64_t rng = 5;
@@ -241,8 +230,8 @@ Test(prune, uneven_widths_finite_difference_gradients) {
                 t->data[j] = old + (s ? -h : h);
                 s2s_graph_reset(g);
                 s2s_graph_set_grad(g, 0);
-                s2s_tensor *e = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
-                v[s] = s2s_xent(g, s2s_model_decode_train(g, m, e, SLEN, TIN, 2, 4, 0.0f), TOUT, 0.1f, S2S_PAD, NULL)->data[0];
+                s2s_tensor *e = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+                v[s] = s2s_xent(g, s2s_model_decode_train(g, m, e, TU_SLEN, TU_TIN, 2, 4, 0.0f), TU_TOUT, 0.1f, S2S_PAD, NULL)->data[0];
             }
             t->data[j] = old;
             double fd = (v[0] - v[1]) / (2 * h), an = t->grad[j];
@@ -464,7 +453,7 @@ Test(prune, cli_end_to_end_then_translate_and_info) {
              "%s prune -m %s -o %s --train-src %s/train.src --train-tgt %s/train.tgt --dev-src %s/dev.src "
              "--dev-tgt %s/dev.tgt --decoder-layers 2 --encoder-sparsity 0.5 --prune-steps 6 --prune-warmup 3 "
              "--finetune-steps 3 --tokens-per-batch 256 --eval-every 3 --log-every 0 --quiet --l0-lr 0.5 --fp16",
-             bin(), f.teacher, f.out, f.dir, f.dir, f.dir, f.dir);
+             tu_bin(), f.teacher, f.out, f.dir, f.dir, f.dir, f.dir);
     int st = tu_run(full, &out);
     cr_assert_eq(st, 0, "%s", out);
     cr_assert(strstr(out, "phase 0: keeping decoder layers 0 2 of 3"), "%s", out);
@@ -476,18 +465,18 @@ Test(prune, cli_end_to_end_then_translate_and_info) {
     cr_assert_eq(m->cfg.dec_layers, 2);
     cr_assert_eq(m->cfg.enc_widths, 1);
     s2s_model_free(m);
-    snprintf(cmd, sizeof cmd, "printf 'abc\\nde\\n' | %s translate -m %s --beam 2", bin(), final);
+    snprintf(cmd, sizeof cmd, "printf 'abc\\nde\\n' | %s translate -m %s --beam 2", tu_bin(), final);
     st = tu_run(cmd, &out);
     cr_assert_eq(st, 0, "%s", out);
     cr_assert(strstr(out, "s2s translate: 2 lines in"), "%s", out);
     free(out);
-    snprintf(cmd, sizeof cmd, "%s info -m %s", bin(), final);
+    snprintf(cmd, sizeof cmd, "%s info -m %s", tu_bin(), final);
     st = tu_run(cmd, &out);
     cr_assert_eq(st, 0, "%s", out);
     cr_assert(strstr(out, "enc heads:") && strstr(out, "enc d_ff:"), "%s", out);
     free(out);
     /* a second run finds every phase done */
-    snprintf(cmd, sizeof cmd, "%s prune -m %s -o %s --train-src %s/train.src --train-tgt %s/train.tgt", bin(), f.teacher,
+    snprintf(cmd, sizeof cmd, "%s prune -m %s -o %s --train-src %s/train.src --train-tgt %s/train.tgt", tu_bin(), f.teacher,
              f.out, f.dir, f.dir);
     st = tu_run(cmd, &out);
     cr_assert_eq(st, 0, "%s", out);
@@ -514,7 +503,7 @@ Test(prune, train_kd_teacher_needs_the_same_tokenizers) {
     char cmd[4096], *out = NULL;
     snprintf(cmd, sizeof cmd, "%s train --train-src %s/train.src --train-tgt %s/train.tgt -o %s --kd-teacher %s "
              "--kd-weight 0.5 --max-steps 2 --d-model 16 --heads 2 --ff 24 --enc-layers 1 --dec-layers 1 --quiet",
-             bin(), f.dir, f.dir, f.out, f.teacher);
+             tu_bin(), f.dir, f.dir, f.out, f.teacher);
     int st = tu_run(cmd, &out);
     cr_assert_eq(st, 1, "%s", out);
     cr_assert(strstr(out, "tokenizers differ"), "%s", out);
@@ -530,7 +519,7 @@ Test(prune, cli_sparsity_zero_keeps_the_encoder) {
     snprintf(cmd, sizeof cmd,
              "%s prune -m %s -o %s --train-src %s/train.src --train-tgt %s/train.tgt --decoder-layers 1 "
              "--encoder-sparsity 0 --finetune-steps 2 --kd-weight 0 --tokens-per-batch 256 --eval-every 0 --quiet",
-             bin(), f.teacher, f.out, f.dir, f.dir);
+             tu_bin(), f.teacher, f.out, f.dir, f.dir);
     int st = tu_run(cmd, &out);
     cr_assert_eq(st, 0, "%s", out);
     cr_assert_null(strstr(out, "phase 1"), "%s", out);
@@ -564,7 +553,7 @@ Test(prune, cli_bad_flags_give_one_line_errors) {
     };
     char cmd[4096], *out = NULL;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        snprintf(cmd, sizeof cmd, "%s prune %s", bin(), cases[i].args);
+        snprintf(cmd, sizeof cmd, "%s prune %s", tu_bin(), cases[i].args);
         int st = tu_run(cmd, &out);
         cr_assert_eq(st, cases[i].rc, "%s: status %d: %s", cases[i].args, st, out);
         cr_assert(strstr(out, cases[i].msg), "%s: %s", cases[i].args, out);
@@ -574,14 +563,14 @@ Test(prune, cli_bad_flags_give_one_line_errors) {
     }
     /* runtime errors: a missing teacher, too many decoder layers */
     snprintf(cmd, sizeof cmd, "%s prune -m %s/nope.safetensors -o %s --train-src %s/train.src --train-tgt %s/train.tgt",
-             bin(), f.dir, f.out, f.dir, f.dir);
+             tu_bin(), f.dir, f.out, f.dir, f.dir);
     int st = tu_run(cmd, &out);
     cr_assert_eq(st, 1, "%s", out);
     cr_assert(strncmp(out, "s2s prune: ", 11) == 0 && strstr(out, "nope.safetensors"), "%s", out);
     cr_assert(strchr(out, '\n') == out + strlen(out) - 1, "%s", out);
     free(out);
     snprintf(cmd, sizeof cmd, "%s prune -m %s -o %s --decoder-layers 4 --train-src %s/train.src --train-tgt %s/train.tgt",
-             bin(), f.teacher, f.out, f.dir, f.dir);
+             tu_bin(), f.teacher, f.out, f.dir, f.dir);
     st = tu_run(cmd, &out);
     cr_assert_eq(st, 1, "%s", out);
     cr_assert(strstr(out, "--decoder-layers 4: the teacher has only 3 decoder layers"), "%s", out);
@@ -614,12 +603,12 @@ Test(prune, cuda_uneven_widths_match_cpu) {
         s2s_graph *g = dev ? s2s_graph_new_cuda(err, sizeof err) : s2s_graph_new();
         cr_assert_not_null(g, "%s", err);
         s2s_graph_set_grad(g, 0);
-        s2s_tensor *te = s2s_model_encode(g, t, SRC, SLEN, 2, 5, 0.0f);
-        s2s_tensor *tl = s2s_model_decode_train(g, t, te, SLEN, TIN, 2, 4, 0.0f);
+        s2s_tensor *te = s2s_model_encode(g, t, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+        s2s_tensor *tl = s2s_model_decode_train(g, t, te, TU_SLEN, TU_TIN, 2, 4, 0.0f);
         s2s_graph_set_grad(g, 1);
-        s2s_tensor *e = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
-        s2s_tensor *lg = s2s_model_decode_train(g, m, e, SLEN, TIN, 2, 4, 0.0f);
-        s2s_tensor *l = s2s_kd_loss(g, lg, tl, TOUT, 0.1f, S2S_PAD, 0.6f, 2.0f, NULL);
+        s2s_tensor *e = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+        s2s_tensor *lg = s2s_model_decode_train(g, m, e, TU_SLEN, TU_TIN, 2, 4, 0.0f);
+        s2s_tensor *l = s2s_kd_loss(g, lg, tl, TU_TOUT, 0.1f, S2S_PAD, 0.6f, 2.0f, NULL);
         s2s_graph_backward(g, l);
         loss[dev] = s2s_tensor_item(g, l);
         s2s_graph_free(g);

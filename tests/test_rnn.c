@@ -214,12 +214,6 @@ Test(rnn_cells, ssru_anchor_by_hand) {
  * models
  * ---------------------------------------------------------------------------------- */
 
-/* A fixed batch: B=2, Ts=5, Tt=4 (ids < 14), as in test_model.c. */
-static const int32_t SRC[10] = {4, 5, 6, 7, 2, 8, 9, 2, 0, 0};
-static const int32_t SLEN[2] = {5, 3};
-static const int32_t TIN[8] = {1, 5, 6, 7, 1, 4, 0, 0};
-static const int32_t TOUT[8] = {5, 6, 7, 2, 4, 2, 0, 0};
-
 /* every recurrent kind, with and without the FFN */
 static const struct { const char *kind; int ffn; } KINDS[] = {
     {"ssru", 1}, {"ssru", 0}, {"gru", 1}, {"gru", 0}, {"lstm", 1}, {"lstm", 0},
@@ -242,9 +236,9 @@ static s2s_model *rnn_model(const char *kind, int ffn, int D, int H, int F, int 
 static double batch_loss(s2s_graph *g, s2s_model *m, int grad) {
     s2s_graph_reset(g);
     s2s_graph_set_grad(g, grad);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
-    s2s_tensor *lg = s2s_model_decode_train(g, m, enc, SLEN, TIN, 2, 4, 0.0f);
-    s2s_tensor *loss = s2s_xent(g, lg, TOUT, 0.1f, S2S_PAD, NULL);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+    s2s_tensor *lg = s2s_model_decode_train(g, m, enc, TU_SLEN, TU_TIN, 2, 4, 0.0f);
+    s2s_tensor *loss = s2s_xent(g, lg, TU_TOUT, 0.1f, S2S_PAD, NULL);
     if (grad) s2s_graph_backward(g, loss);
     return loss->data[0];
 }
@@ -309,16 +303,16 @@ Test(rnn_model, incremental_decoding_matches_forward) {
         s2s_model *m = rnn_model(KINDS[k].kind, KINDS[k].ffn, 16, 4, 24, 2, 3, 5 + k);
         s2s_graph *g = s2s_graph_new();
         s2s_graph_set_grad(g, 0);
-        s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
-        s2s_tensor *lg = s2s_model_decode_train(g, m, enc, SLEN, TIN, 2, 4, 0.0f);
+        s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+        s2s_tensor *lg = s2s_model_decode_train(g, m, enc, TU_SLEN, TU_TIN, 2, 4, 0.0f);
         int V = m->cfg.tgt_vocab;
         const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
         cr_assert_not_null(ops);
         cr_assert_str_eq(ops->kind, KINDS[k].kind);
-        void *st = ops->start(m, enc->data, SLEN, 2, 5, 1, 8);
+        void *st = ops->start(m, enc->data, TU_SLEN, 2, 5, 1, 8);
         float *out = malloc(sizeof(float) * 2 * V);
         for (int t = 0; t < 4; t++) {
-            int32_t tok[2] = {TIN[t], TIN[4 + t]};
+            int32_t tok[2] = {TU_TIN[t], TU_TIN[4 + t]};
             ops->step(st, out, tok, 2);
             for (int b = 0; b < 2; b++) {
                 double d = tu_max_diff(out + (size_t)b * V, lg->data + ((size_t)b * 4 + t) * V, (size_t)V);
@@ -361,7 +355,7 @@ Test(rnn_model, greedy_is_forward_argmax_and_beam_beats_it) {
         s2s_model *m = rnn_model(KINDS[k].kind, KINDS[k].ffn, 16, 2, 24, 1, 2, 11 + k);
         s2s_graph *g = s2s_graph_new();
         s2s_graph_set_grad(g, 0);
-        s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+        s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
         s2s_search_opts o;
         s2s_search_opts_default(&o);
         o.max_len = 6;
@@ -370,16 +364,16 @@ Test(rnn_model, greedy_is_forward_argmax_and_beam_beats_it) {
         int32_t *out[2], *bo[2];
         int len[2], bl[2];
         float gs[2], bs[2];
-        s2s_search(m, enc->data, SLEN, 2, 5, &o, out, len, gs);
+        s2s_search(m, enc->data, TU_SLEN, 2, 5, &o, out, len, gs);
         o.beam = 4;
-        s2s_search(m, enc->data, SLEN, 2, 5, &o, bo, bl, bs);
+        s2s_search(m, enc->data, TU_SLEN, 2, 5, &o, bo, bl, bs);
         int V = m->cfg.tgt_vocab;
         for (int b = 0; b < 2; b++) {
             int32_t tin[8] = {S2S_BOS};
             for (int t = 0; t < len[b]; t++) tin[t + 1] = out[b][t];
             int T = len[b] + 1;
-            s2s_tensor *e1 = s2s_model_encode(g, m, SRC + 5 * b, SLEN + b, 1, 5, 0.0f);
-            s2s_tensor *lg = s2s_model_decode_train(g, m, e1, SLEN + b, tin, 1, T, 0.0f);
+            s2s_tensor *e1 = s2s_model_encode(g, m, TU_SRC + 5 * b, TU_SLEN + b, 1, 5, 0.0f);
+            s2s_tensor *lg = s2s_model_decode_train(g, m, e1, TU_SLEN + b, tin, 1, T, 0.0f);
             for (int t = 0; t < T; t++) {
                 if (t == len[b] && len[b] == o.max_len) break; /* stopped by the length limit */
                 const float *r = lg->data + (size_t)t * V;
@@ -401,9 +395,9 @@ Test(rnn_model, greedy_is_forward_argmax_and_beam_beats_it) {
 static void first_logits(const s2s_model *m, float *out /* [2, V] */) {
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
-    void *st = ops->start(m, enc->data, SLEN, 2, 5, 1, 4);
+    void *st = ops->start(m, enc->data, TU_SLEN, 2, 5, 1, 4);
     int V = m->cfg.tgt_vocab;
     float *tmp = malloc(sizeof(float) * 2 * V);
     int32_t t0[2] = {1, 1}, t1[2] = {5, 4};
@@ -621,11 +615,6 @@ Test(rnn_train, each_kind_learns_the_reverse_task, .timeout = 240) {
  * command line
  * ---------------------------------------------------------------------------------- */
 
-static const char *bin(void) {
-    const char *b = getenv("S2S_BIN");
-    return b ? b : "build/s2s";
-}
-
 /* `s2s train --decoder K --dec-ffn 0`, `s2s info` shows the kind, `s2s translate` decodes;
  * bad values give one-line errors. */
 Test(rnn_cli, train_info_translate) {
@@ -635,14 +624,14 @@ Test(rnn_cli, train_info_translate) {
     cr_assert(asprintf(&cmd, "%s train --train-src %s/train.src --train-tgt %s/train.tgt -o %s/run --quiet "
                              "--d-model 16 --heads 2 --ff 16 --enc-layers 1 --dec-layers 2 --max-len 32 "
                              "--decoder lstm --dec-ffn 0 --max-steps 3 --eval-every 0",
-                       bin(), dir, dir, dir) > 0);
+                       tu_bin(), dir, dir, dir) > 0);
     cr_assert_eq(tu_run(cmd, &out), 0, "%s", out);
     free(cmd); free(out);
-    cr_assert(asprintf(&cmd, "%s info -m %s/run/last.safetensors", bin(), dir) > 0);
+    cr_assert(asprintf(&cmd, "%s info -m %s/run/last.safetensors", tu_bin(), dir) > 0);
     cr_assert_eq(tu_run(cmd, &out), 0, "%s", out);
     cr_assert(strstr(out, "decoder 'lstm'") && strstr(out, "without FFN"), "%s", out);
     free(cmd); free(out);
-    cr_assert(asprintf(&cmd, "printf 'abc\\n\\nde\\n' | %s translate -q --beam 2 -m %s/run/last.safetensors", bin(), dir) > 0);
+    cr_assert(asprintf(&cmd, "printf 'abc\\n\\nde\\n' | %s translate -q --beam 2 -m %s/run/last.safetensors", tu_bin(), dir) > 0);
     cr_assert_eq(tu_run(cmd, &out), 0, "%s", out);
     int lines = 0;
     for (char *p = out; *p; p++) lines += *p == '\n';
@@ -652,7 +641,7 @@ Test(rnn_cli, train_info_translate) {
                              {"--dec-ffn 0", "dec_ffn = 0 needs a recurrent decoder"}};
     for (int i = 0; i < 2; i++) {
         cr_assert(asprintf(&cmd, "%s train --train-src %s/train.src --train-tgt %s/train.tgt -o %s/bad --quiet %s",
-                           bin(), dir, dir, dir, bad[i][0]) > 0);
+                           tu_bin(), dir, dir, dir, bad[i][0]) > 0);
         int st = tu_run(cmd, &out);
         cr_assert(st != 0 && st < 128, "%s: status %d", bad[i][0], st);
         cr_assert(strstr(out, bad[i][1]) != NULL, "%s: %s", bad[i][0], out);

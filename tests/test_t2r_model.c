@@ -21,17 +21,6 @@
 #include "tokenizer.h"
 #include "train.h"
 
-/* A fixed batch: B=2, Ts=5, Tt=4 (ids < 14), as in test_model.c. */
-static const int32_t SRC[10] = {4, 5, 6, 7, 2, 8, 9, 2, 0, 0};
-static const int32_t SLEN[2] = {5, 3};
-static const int32_t TIN[8] = {1, 5, 6, 7, 1, 4, 0, 0};
-static const int32_t TOUT[8] = {5, 6, 7, 2, 4, 2, 0, 0};
-
-static const char *bin(void) {
-    const char *b = getenv("S2S_BIN");
-    return b ? b : "build/s2s";
-}
-
 static s2s_config tiny_cfg(int D, int H, int F, int Le, int Ld, int t2r, int k) {
     s2s_config c;
     s2s_config_default(&c);
@@ -64,9 +53,9 @@ static double rel_diff(const float *a, const float *b, size_t n);
 static double batch_loss(s2s_graph *g, s2s_model *m, int grad) {
     s2s_graph_reset(g);
     s2s_graph_set_grad(g, grad);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
-    s2s_tensor *lg = s2s_model_decode_train(g, m, enc, SLEN, TIN, 2, 4, 0.0f);
-    s2s_tensor *loss = s2s_xent(g, lg, TOUT, 0.1f, S2S_PAD, NULL);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+    s2s_tensor *lg = s2s_model_decode_train(g, m, enc, TU_SLEN, TU_TIN, 2, 4, 0.0f);
+    s2s_tensor *loss = s2s_xent(g, lg, TU_TOUT, 0.1f, S2S_PAD, NULL);
     if (grad) s2s_graph_backward(g, loss);
     return loss->data[0];
 }
@@ -180,15 +169,15 @@ Test(t2r_model, elu_incremental_decoding_matches_forward) {
     cr_assert_not_null(ops);
     cr_assert_str_eq(ops->kind, "t2r");
     int sent[2] = {0, 1};
-    float *lg = forward_logits(m, sent, TIN, 2, 4);
+    float *lg = forward_logits(m, sent, TU_TIN, 2, 4);
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
-    void *st = ops->start(m, enc->data, SLEN, 2, 5, 1, 8);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+    void *st = ops->start(m, enc->data, TU_SLEN, 2, 5, 1, 8);
     s2s_graph_free(g);
     float *out = malloc(sizeof(float) * 2 * V);
     for (int t = 0; t < 4; t++) {
-        int32_t tok[2] = {TIN[t], TIN[4 + t]};
+        int32_t tok[2] = {TU_TIN[t], TU_TIN[4 + t]};
         ops->step(st, out, tok, 2);
         for (int b = 0; b < 2; b++) {
             double d = rel_diff(out + (size_t)b * V, lg + ((size_t)b * 4 + t) * V, (size_t)V);
@@ -201,13 +190,13 @@ Test(t2r_model, elu_incremental_decoding_matches_forward) {
 }
 
 /* logits [B, T, V] of the teacher-forced parallel forward pass for rows whose source
- * is sentence sent[r] of SRC and whose target prefix is tin [B, T] */
+ * is sentence sent[r] of TU_SRC and whose target prefix is tin [B, T] */
 static float *forward_logits(const s2s_model *m, const int *sent, const int32_t *tin, int B, int T) {
     int32_t src[8 * 5], len[8];
     cr_assert(B <= 8);
     for (int r = 0; r < B; r++) {
-        memcpy(src + 5 * r, SRC + 5 * sent[r], 5 * sizeof(int32_t));
-        len[r] = SLEN[sent[r]];
+        memcpy(src + 5 * r, TU_SRC + 5 * sent[r], 5 * sizeof(int32_t));
+        len[r] = TU_SLEN[sent[r]];
     }
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
@@ -236,15 +225,15 @@ Test(t2r_model, incremental_decoding_matches_forward) {
         cr_assert_not_null(ops);
         cr_assert_str_eq(ops->kind, "t2r");
         int sent[2] = {0, 1};
-        float *lg = forward_logits(m, sent, TIN, 2, 4);
+        float *lg = forward_logits(m, sent, TU_TIN, 2, 4);
         s2s_graph *g = s2s_graph_new();
         s2s_graph_set_grad(g, 0);
-        s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
-        void *st = ops->start(m, enc->data, SLEN, 2, 5, 1, 8);
+        s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+        void *st = ops->start(m, enc->data, TU_SLEN, 2, 5, 1, 8);
         s2s_graph_free(g); /* the decoder keeps no pointer into enc */
         float *out = malloc(sizeof(float) * 2 * V);
         for (int t = 0; t < 4; t++) {
-            int32_t tok[2] = {TIN[t], TIN[4 + t]};
+            int32_t tok[2] = {TU_TIN[t], TU_TIN[4 + t]};
             ops->step(st, out, tok, 2);
             for (int b = 0; b < 2; b++) {
                 double d = rel_diff(out + (size_t)b * V, lg + ((size_t)b * 4 + t) * V, (size_t)V);
@@ -265,8 +254,8 @@ Test(t2r_model, select_reorders_rows_and_matches_forward) {
     const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
-    void *st = ops->start(m, enc->data, SLEN, 2, 5, 2, 8); /* rows 0, 1: sentence 0; 2, 3: sentence 1 */
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+    void *st = ops->start(m, enc->data, TU_SLEN, 2, 5, 2, 8); /* rows 0, 1: sentence 0; 2, 3: sentence 1 */
     int32_t hist[4][8], nh = 0;
     int sent[4] = {0, 0, 1, 1};
     float *lg = malloc(sizeof(float) * 4 * V * 8);
@@ -315,8 +304,8 @@ Test(t2r_model, state_does_not_grow_with_length) {
     cr_assert(ops->state_bytes(m, 5, 60) < s2s_decoder_ops_for(soft)->state_bytes(soft, 5, 60));
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
-    void *st = ops->start(m, enc->data, SLEN, 2, 5, 1, 60);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
+    void *st = ops->start(m, enc->data, TU_SLEN, 2, 5, 1, 60);
     float *out = malloc(sizeof(float) * 2 * m->cfg.tgt_vocab);
     for (int t = 0; t < 60; t++) {
         int32_t tok[2] = {t ? 4 + t % 9 : 1, t ? 5 + t % 7 : 1};
@@ -376,9 +365,9 @@ Test(t2r_model, config_json_and_checks) {
 static void first_logits(const s2s_model *m, float *out /* [2, 2, V] */) {
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
-    void *st = ops->start(m, enc->data, SLEN, 2, 5, 1, 4);
+    void *st = ops->start(m, enc->data, TU_SLEN, 2, 5, 1, 4);
     int V = m->cfg.tgt_vocab;
     int32_t t0[2] = {1, 1}, t1[2] = {5, 4};
     ops->step(st, out, t0, 2);
@@ -441,12 +430,12 @@ Test(t2r_model, convert_cli_then_fine_tune) {
     char err[512];
     cr_assert_eq(s2s_model_save(teacher, tp, NULL, 0, NULL, 0, 0, err, sizeof err), 0, "%s", err);
     char *cmd, *out = NULL;
-    cr_assert(asprintf(&cmd, "%s convert --to t2r --k 6 -m %s -o %s", bin(), tp, op) > 0);
+    cr_assert(asprintf(&cmd, "%s convert --to t2r --k 6 -m %s -o %s", tu_bin(), tp, op) > 0);
     int st = tu_run(cmd, &out);
     cr_assert_eq(st, 0, "%s: %s", cmd, out);
     free(cmd); free(out);
     cr_assert(asprintf(&cmd, "%s convert --to t2r --k 6 -m %s -o %s && %s convert --to t2r --k 6 --seed 2 -m %s -o %s",
-                       bin(), tp, op2, bin(), tp, op3) > 0);
+                       tu_bin(), tp, op2, tu_bin(), tp, op3) > 0);
     st = tu_run(cmd, &out);
     cr_assert_eq(st, 0, "%s: %s", cmd, out);
     free(cmd); free(out);
@@ -478,7 +467,7 @@ Test(t2r_model, convert_cli_then_fine_tune) {
     /* it decodes (greedy and beam) */
     s2s_graph *g = s2s_graph_new();
     s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, SRC, SLEN, 2, 5, 0.0f);
+    s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     s2s_search_opts so;
     s2s_search_opts_default(&so);
     so.max_len = 6;
@@ -487,7 +476,7 @@ Test(t2r_model, convert_cli_then_fine_tune) {
         int32_t *hyp[2];
         int len[2];
         float score[2];
-        s2s_search(m, enc->data, SLEN, 2, 5, &so, hyp, len, score);
+        s2s_search(m, enc->data, TU_SLEN, 2, 5, &so, hyp, len, score);
         for (int b = 0; b < 2; b++) {
             cr_assert(len[b] >= 0 && len[b] <= 6 && isfinite(score[b]));
             free(hyp[b]);
@@ -495,7 +484,7 @@ Test(t2r_model, convert_cli_then_fine_tune) {
     }
     s2s_graph_free(g);
     /* converting twice, or a recurrent model, is refused with one line */
-    cr_assert(asprintf(&cmd, "%s convert --to t2r -m %s -o %s", bin(), op, op3) > 0);
+    cr_assert(asprintf(&cmd, "%s convert --to t2r -m %s -o %s", tu_bin(), op, op3) > 0);
     st = tu_run(cmd, &out);
     cr_assert(st != 0 && st < 128 && strstr(out, "softmax Transformer"), "%s", out);
     free(cmd); free(out);
@@ -503,7 +492,7 @@ Test(t2r_model, convert_cli_then_fine_tune) {
     tu_write_reverse_task(dir, "train", 40, 3);
     char *tdir = tu_path(dir, "ft"), *last = tu_path(tdir, "last.safetensors");
     cr_assert(asprintf(&cmd, "%s train --init %s --train-src %s/train.src --train-tgt %s/train.tgt -o %s "
-                             "--max-steps 3 --eval-every 0 --threads 1", bin(), op, dir, dir, tdir) > 0);
+                             "--max-steps 3 --eval-every 0 --threads 1", tu_bin(), op, dir, dir, tdir) > 0);
     st = tu_run(cmd, &out);
     cr_assert_eq(st, 0, "%s: %s", cmd, out);
     free(cmd); free(out);
@@ -559,7 +548,7 @@ Test(t2r_model, train_only_freezes_the_rest) {
     /* refused: an unknown set (CLI), phi on a softmax model (API) */
     char *cmd, *outp = NULL;
     cr_assert(asprintf(&cmd, "%s train --init %s --train-src %s/train.src --train-tgt %s/train.tgt -o %s/x "
-                             "--train-only everything", bin(), ip, dir, dir, dir) > 0);
+                             "--train-only everything", tu_bin(), ip, dir, dir, dir) > 0);
     int st = tu_run(cmd, &outp);
     cr_assert(st == 2 && strstr(outp, "--train-only"), "%d: %s", st, outp);
     free(cmd); free(outp);
@@ -597,7 +586,7 @@ Test(t2r_model, train_flags_from_scratch_and_init) {
         char *cmd, *out = NULL, *od;
         cr_assert(asprintf(&od, "%s/run%d", dir, c) > 0);
         cr_assert(asprintf(&cmd, "%s train --config %s --train-src %s/train.src --train-tgt %s/train.tgt -o %s "
-                                 "--max-steps 2 --eval-every 0 --quiet %s", bin(), conf, dir, dir, od, cases[c].extra) > 0);
+                                 "--max-steps 2 --eval-every 0 --quiet %s", tu_bin(), conf, dir, dir, od, cases[c].extra) > 0);
         int st = tu_run(cmd, &out);
         cr_assert_eq(st, 0, "%s: %s", cmd, out);
         char *last = tu_path(od, "last.safetensors"), err[256];
@@ -616,7 +605,7 @@ Test(t2r_model, train_flags_from_scratch_and_init) {
     cr_assert_eq(s2s_model_save(soft, sp, NULL, 0, NULL, 0, 0, err, sizeof err), 0, "%s", err);
     char *cmd, *out = NULL;
     cr_assert(asprintf(&cmd, "%s train --init %s --dec-attn t2r --t2r-map elu --train-src %s/train.src "
-                             "--train-tgt %s/train.tgt -o %s/ft --max-steps 2 --eval-every 0 --quiet", bin(), sp, dir, dir, dir) > 0);
+                             "--train-tgt %s/train.tgt -o %s/ft --max-steps 2 --eval-every 0 --quiet", tu_bin(), sp, dir, dir, dir) > 0);
     int st = tu_run(cmd, &out);
     cr_assert_eq(st, 0, "%s: %s", cmd, out);
     free(cmd); free(out);
@@ -632,7 +621,7 @@ Test(t2r_model, train_flags_from_scratch_and_init) {
     static const char *bad[3] = {"--dec-attn linear", "--t2r-map tanh", "--t2r-k 0"};
     static const char *flag[3] = {"--dec-attn", "--t2r-map", "--t2r-k"};
     for (int b = 0; b < 3; b++) {
-        cr_assert(asprintf(&cmd, "%s train --train-src %s/train.src --train-tgt %s/train.tgt -o %s/bad %s", bin(), dir,
+        cr_assert(asprintf(&cmd, "%s train --train-src %s/train.src --train-tgt %s/train.tgt -o %s/bad %s", tu_bin(), dir,
                            dir, dir, bad[b]) > 0);
         st = tu_run(cmd, &out);
         cr_assert(st == 2 && strstr(out, flag[b]) && !strchr(out, '\n') == 0 && strchr(out, '\n') == out + strlen(out) - 1,

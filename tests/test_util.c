@@ -12,6 +12,16 @@
 #include "graph.h"
 #include "tokenizer.h"
 
+const int32_t TU_SRC[10] = {4, 5, 6, 7, 2, 8, 9, 2, 0, 0};
+const int32_t TU_SLEN[2] = {5, 3};
+const int32_t TU_TIN[8] = {1, 5, 6, 7, 1, 4, 0, 0};
+const int32_t TU_TOUT[8] = {5, 6, 7, 2, 4, 2, 0, 0};
+
+const char *tu_bin(void) {
+    const char *b = getenv("S2S_BIN");
+    return b ? b : "build/s2s";
+}
+
 double tu_max_diff(const float *a, const float *b, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) {

@@ -8,6 +8,10 @@
 #include "model.h"
 
 /* max |a - b| over n values */
+/* The fixed batch of the tiny-model tests: B=2, Ts=5, Tt=4 (ids < 14). */
+extern const int32_t TU_SRC[10], TU_SLEN[2], TU_TIN[8], TU_TOUT[8];
+/* The s2s binary the CLI tests run: $S2S_BIN, else build/s2s. */
+const char *tu_bin(void);
 double tu_max_diff(const float *a, const float *b, size_t n);
 /* max |a - b| / (atol + rtol * |b|) over n values (<= 1 passes) */
 double tu_rel_err(const float *a, const float *b, size_t n, double atol, double rtol);

@@ -46,6 +46,11 @@ def build_spec(ck):
     if c.get("decoder", "transformer") != "transformer" or c.get("dec_attn", "softmax") != "softmax":
         fail("%s: decoder '%s' (dec_attn %s): only the softmax Transformer decoder has a CTranslate2 equivalent"
              % (ck.path, c.get("decoder"), c.get("dec_attn", "softmax")))
+    if "enc_heads" in c or "enc_ff" in c:
+        fail("%s: per-layer encoder widths (a NASH-pruned model): CTranslate2's spec has one width per "
+             "model; padding the pruned heads/units back with zeros is not implemented here" % ck.path)
+    if c.get("multi_exit"):
+        fail("%s: a multi-exit (DEED) model: exporting its full-depth path is not implemented" % ck.path)
     act = {"relu": common_spec.Activation.RELU, "gelu": common_spec.Activation.GELU}.get(c["activation"])
     if act is None:
         fail("activation %s" % c["activation"])
