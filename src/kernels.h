@@ -93,6 +93,17 @@ void s2s_k_linear_f16_fwd(float *y, const float *x, const uint16_t *w, const flo
  * layers with fp16 weights (encoder and decoder) take it below the bound. */
 #define S2S_F16_MAX_ROWS 24
 
+/* Linear with fp32 weights for a few input rows (kernels_small.c; AVX-512 builds only):
+ * y[N,M] = x[N,K] @ w[M,K]^T (+ b). s2s_k_linear_fwd uses it when S2S_SMALL_ROWS_OK. */
+#define S2S_SMALL_MAX_ROWS 24
+#if defined(__AVX512F__)
+#define S2S_SMALL_ROWS_OK(N, K) ((N) >= 2 && (N) <= S2S_SMALL_MAX_ROWS && (K) > 0 && (K) % 16 == 0)
+void s2s_k_linear_small_fwd(float *y, const float *x, const float *w, const float *b, int N,
+                            int K, int M);
+#else
+#define S2S_SMALL_ROWS_OK(N, K) 0
+#endif
+
 /* Threads used by the fast kernels (OpenMP and OpenBLAS share one pool). */
 void s2s_set_threads(int n);
 int s2s_get_threads(void);

@@ -208,6 +208,12 @@ void s2s_k_linear_fwd(float *y, const float *x, const float *w, const float *b, 
                       int K, int M) {
     /* y[N,M] = x[N,K] @ w[M,K]^T + b[M] */
     if (N <= 0 || M <= 0) return;
+#if defined(__AVX512F__)
+    if (S2S_SMALL_ROWS_OK(N, K)) { /* few rows: no sgemm packing (kernels_small.c) */
+        s2s_k_linear_small_fwd(y, x, w, b, N, K, M);
+        return;
+    }
+#endif
     if (b) {
         for (int n = 0; n < N; n++) memcpy(y + (size_t)n * M, b, (size_t)M * sizeof(float));
     }

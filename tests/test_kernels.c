@@ -155,7 +155,9 @@ Test(kernels, ref_anchors) {
  * ---------------------------------------------------------------------------------- */
 
 Test(kernels, linear_fast) {
-    const int sizes[][3] = {{1, 1, 1}, {1, 37, 53}, {7, 13, 5}, {33, 65, 129}, {64, 300, 257}, {130, 33, 300}, {5, 1, 9}};
+    /* the middle rows take the few-row path of kernels_small.c (2..24 rows, K % 16 == 0) */
+    const int sizes[][3] = {{1, 1, 1}, {1, 37, 53}, {7, 13, 5}, {33, 65, 129}, {64, 300, 257}, {130, 33, 300}, {5, 1, 9},
+                            {2, 16, 5}, {4, 256, 1027}, {5, 64, 7}, {24, 32, 9}, {17, 48, 64}, {25, 64, 8}};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         const int N = sizes[s][0], K = sizes[s][1], M = sizes[s][2];
         float *x = randn((size_t)N * K, 1), *w = randn((size_t)M * K, 0.5f), *b = randn(M, 1);
