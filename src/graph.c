@@ -9,6 +9,8 @@
 #include "graph.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
@@ -32,6 +34,11 @@ typedef enum {
     OP_SUM, OP_MEAN, OP_SSRU, OP_GRU, OP_LSTM, OP_T2R,
     OP_GROUP_SCALE, OP_HARD_CONCRETE, OP_L0_DENSITY, OP_L0_LAGRANGIAN /* structured L0 (kernels_l0.h) */
 } op_kind;
+#define N_OPS (OP_L0_LAGRANGIAN + 1)
+static const char *const op_names[N_OPS] = {
+    "linear", "matmul", "add", "mul", "scale", "embedding", "layernorm", "softmax", "logsoftmax",
+    "relu", "gelu", "dropout", "attention", "xent", "sum", "mean", "ssru", "gru", "lstm", "t2r",
+    "group_scale", "hard_concrete", "l0_density", "l0_lagrangian"};
 
 typedef struct {
     op_kind op;
@@ -54,6 +61,8 @@ struct s2s_graph {
     int grad_enabled;
     int training;
     uint64_t *rng;
+    double (*prof)[3];    /* [N_OPS] forward s, backward s, calls; NULL unless profiling */
+    double prof_t;        /* end of the last timed op */
 };
 
 #define ARENA_MIN (64u << 20)
@@ -134,7 +143,60 @@ void *s2s_graph_alloc(s2s_graph *g, size_t bytes) {
 s2s_graph *s2s_graph_new(void) {
     s2s_graph *g = s2s_xcalloc(1, sizeof *g);
     g->grad_enabled = 1;
+    const char *p = getenv("S2S_PROFILE");
+    if (p && *p && strcmp(p, "0") != 0) s2s_graph_set_profile(g, 1);
     return g;
+}
+
+/* ------------------------------------------------------------------ op profile */
+
+/* Now, after the GPU finished what was queued (timing asynchronous kernels). */
+static double prof_now(const s2s_graph *g) {
+#ifdef S2S_CUDA
+    if (g->cuda) s2s_cuda_sync();
+#else
+    (void)g;
+#endif
+    return s2s_now();
+}
+
+void s2s_graph_set_profile(s2s_graph *g, int on) {
+    if (on && !g->prof) g->prof = s2s_xcalloc(N_OPS, sizeof *g->prof);
+    if (!on) { free(g->prof); g->prof = NULL; }
+    if (g->prof) g->prof_t = prof_now(g);
+}
+
+double s2s_graph_profile_seconds(const s2s_graph *g, const char *op, int backward, long *calls) {
+    for (int i = 0; g->prof && i < N_OPS; i++)
+        if (!strcmp(op_names[i], op)) {
+            if (calls) *calls = (long)g->prof[i][2];
+            return g->prof[i][backward ? 1 : 0];
+        }
+    if (calls) *calls = 0;
+    return 0.0;
+}
+
+void s2s_graph_profile_print(const s2s_graph *g, FILE *f) {
+    if (!g->prof) return;
+    double total = 0;
+    int order[N_OPS];
+    for (int i = 0; i < N_OPS; i++) { order[i] = i; total += g->prof[i][0] + g->prof[i][1]; }
+    if (total <= 0) return;
+    for (int i = 1; i < N_OPS; i++) /* insertion sort, most time first */
+        for (int j = i; j > 0; j--) {
+            const double *a = g->prof[order[j]], *b = g->prof[order[j - 1]];
+            if (a[0] + a[1] <= b[0] + b[1]) break;
+            int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
+        }
+    fprintf(f, "s2s op profile (%s; forward = time since the previous op, host work between ops included)\n",
+            g->cuda ? "GPU, synchronised after every op" : "CPU");
+    fprintf(f, "%-14s %10s %12s %12s %7s\n", "op", "calls", "forward ms", "backward ms", "share");
+    for (int k = 0; k < N_OPS; k++) {
+        const double *r = g->prof[order[k]];
+        if (r[2] == 0 && r[1] == 0) continue;
+        fprintf(f, "%-14s %10.0f %12.2f %12.2f %6.1f%%\n", op_names[order[k]], r[2], 1e3 * r[0], 1e3 * r[1],
+                100.0 * (r[0] + r[1]) / total);
+    }
 }
 
 s2s_graph *s2s_graph_new_cuda(char *err, size_t errlen) {
@@ -155,6 +217,7 @@ int s2s_graph_is_cuda(const s2s_graph *g) { return g->cuda; }
 
 void s2s_graph_free(s2s_graph *g) {
     if (!g) return;
+    if (g->prof) { s2s_graph_profile_print(g, stderr); free(g->prof); }
     for (int i = 0; i < g->n_blocks; i++) free(g->blocks[i].mem);
     free(g->blocks);
 #ifdef S2S_CUDA
@@ -170,6 +233,7 @@ void s2s_graph_reset(s2s_graph *g) {
     for (int i = 0; i < g->n_dblocks; i++) g->dblocks[i].used = 0;
     g->cur = g->dcur = 0;
     g->n_nodes = 0;
+    if (g->prof) g->prof_t = prof_now(g);
 }
 
 size_t s2s_graph_arena_used(const s2s_graph *g) {
@@ -351,6 +415,12 @@ static int rows(const s2s_tensor *t) { return (int)(t->n / (size_t)last_dim(t));
 
 /* Record a node if the tape is on and any of its n inputs needs a gradient. */
 static node *record_n(s2s_graph *g, op_kind op, s2s_tensor *out, s2s_tensor *const *in, int n) {
+    if (g->prof) { /* every op records after its forward ran */
+        const double t = prof_now(g);
+        g->prof[op][0] += t - g->prof_t;
+        g->prof[op][2] += 1;
+        g->prof_t = t;
+    }
     int rg = 0;
     for (int i = 0; i < n; i++) rg |= in[i] && in[i]->requires_grad;
     if (!g->grad_enabled || !rg) return NULL;
@@ -724,6 +794,7 @@ void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss) {
         const float *dy = GRD(y);
         if (!dy) continue; /* output never used by the loss */
         float *da, *db;
+        const double t0 = g->prof ? prof_now(g) : 0.0;
         switch (nd->op) {
         case OP_LINEAR:
             KERN(linear_bwd)(gbuf(g, a), gbuf(g, b), gbuf(g, c), dy, DAT(a), DAT(b), nd->ia[0], nd->ia[1], nd->ia[2]);
@@ -813,5 +884,7 @@ void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss) {
             if ((da = gbuf(g, a))) ew_bcast_acc(g, da, dy, 1.0f / (float)a->n, a->n);
             break;
         }
+        if (g->prof) g->prof[nd->op][1] += prof_now(g) - t0;
     }
+    if (g->prof) g->prof_t = prof_now(g);
 }

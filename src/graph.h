@@ -19,6 +19,7 @@
 #define S2S_GRAPH_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 typedef struct s2s_tensor {
@@ -51,6 +52,14 @@ void s2s_graph_set_training(s2s_graph *g, int training, uint64_t *rng); /* dropo
 int s2s_graph_sampling(const s2s_graph *g);
 uint64_t *s2s_graph_rng(s2s_graph *g); /* the RNG of set_training, or NULL */
 size_t s2s_graph_arena_used(const s2s_graph *g);
+/* Op profile (issue 4: where a training step's time goes): per op kind, the forward time
+ * (from the end of the previous op to this op's record, so host work in between counts),
+ * the backward time and the calls; on the GPU every op is synchronised first (slower, but
+ * attributable). On with s2s_graph_set_profile or the environment S2S_PROFILE=1 at
+ * s2s_graph_new; s2s_graph_free then prints the table to stderr. */
+void s2s_graph_set_profile(s2s_graph *g, int on);
+double s2s_graph_profile_seconds(const s2s_graph *g, const char *op, int backward, long *calls);
+void s2s_graph_profile_print(const s2s_graph *g, FILE *f);
 /* loss must be a scalar (n == 1); seeds dloss = 1. */
 void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss);
 

@@ -139,3 +139,38 @@ Test(graph, reset_reuses_the_arena) {
     }
     s2s_param_free(w);
 }
+
+/* The op profile counts each op's forward calls and times forward and backward. */
+Test(graph, profile) {
+    s2s_graph *g = s2s_graph_new();
+    s2s_graph_set_profile(g, 1);
+    s2s_tensor *w = s2s_param_new(2, (const int[]){5, 4}), *x = s2s_param_new(2, (const int[]){6, 4});
+    for (int i = 0; i < 20; i++) w->data[i] = 0.1f * (float)(i % 7) - 0.3f;
+    for (int i = 0; i < 24; i++) x->data[i] = 0.05f * (float)(i % 5);
+    for (int step = 0; step < 3; step++) {
+        s2s_graph_reset(g);
+        s2s_tensor *h = s2s_relu(g, s2s_linear(g, x, w, NULL));
+        s2s_graph_backward(g, s2s_xent(g, h, TGT, 0.0f, 0, NULL));
+    }
+    long calls;
+    cr_assert_eq((s2s_graph_profile_seconds(g, "linear", 0, &calls) >= 0.0), 1);
+    cr_assert_eq(calls, 3, "linear forward calls: %ld", calls);
+    s2s_graph_profile_seconds(g, "xent", 0, &calls);
+    cr_assert_eq(calls, 3);
+    cr_assert(s2s_graph_profile_seconds(g, "relu", 1, &calls) >= 0.0 && calls == 3);
+    s2s_graph_profile_seconds(g, "attention", 0, &calls);
+    cr_assert_eq(calls, 0);
+    s2s_graph_profile_seconds(g, "no such op", 0, &calls);
+    cr_assert_eq(calls, 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    s2s_graph_profile_print(g, f);
+    fclose(f);
+    cr_assert(strstr(buf, "linear") && strstr(buf, "backward ms"), "%s", buf);
+    free(buf);
+    s2s_graph_set_profile(g, 0);
+    s2s_graph_free(g);
+    s2s_param_free(w);
+    s2s_param_free(x);
+}
