@@ -413,27 +413,14 @@ Test(l0, encoder_mask_gradients_fd) {
 /* ------------------------------------------------------------ (f) trainer */
 
 static void l0_opts(s2s_train_opts *o, const char *dir, const char *out) {
-    s2s_train_opts_default(o);
-    o->train_src = tu_path(dir, "train.src");
-    o->train_tgt = tu_path(dir, "train.tgt");
-    o->dev_src = tu_path(dir, "dev.src");
-    o->dev_tgt = tu_path(dir, "dev.tgt");
-    o->out_dir = tu_path(dir, out);
-    o->model.d_model = 32; o->model.n_heads = 2; o->model.d_ff = 64;
-    o->model.enc_layers = 2; o->model.dec_layers = 1; o->model.max_len = 32;
-    o->lr = 3e-3f; o->warmup = 20; o->dropout = 0.1f;
+    tu_train_opts(o, dir, out);
+    o->model.enc_layers = 2;
+    o->warmup = 20;
     o->tokens_per_batch = 300;
-    o->quiet = getenv("S2S_TEST_VERBOSE") == NULL;
-    o->threads = 1;
-    o->metric = "wer";
     o->eval_max = 20;
     o->l0_target = 0.5f; o->l0_warmup_steps = 10; o->l0_lr = 0.1f;
 }
 
-static void free_l0_opts(s2s_train_opts *o) {
-    free((char *)o->train_src); free((char *)o->train_tgt); free((char *)o->dev_src);
-    free((char *)o->dev_tgt); free((char *)o->out_dir);
-}
 
 /* Expected sparsity of the log_alphas stored in path (fresh l0 of m, loaded). */
 static double stored_sparsity(const char *path, const s2s_model *m, int with_state) {
@@ -480,7 +467,7 @@ Test(l0_train, sparsity_moves_towards_target, .timeout = 240) {
     cr_assert(seen, "no 'l0 sparsity ... lambda' in the log");
     s2s_model_free(m);
     free(last); free(best); free(logp);
-    free_l0_opts(&o);
+    tu_train_opts_free(&o);
     tu_rmrf(dir);
     free(dir);
 }
@@ -525,7 +512,7 @@ Test(l0_train, resume_restores_l0_state_exactly, .timeout = 240) {
     char *la = tu_path(a.out_dir, "last.safetensors"), *lb = tu_path(b.out_dir, "last.safetensors");
     cr_assert(same_l0_state(la, lb), "the resumed run's L0 state differs from the uninterrupted one");
     free(la); free(lb);
-    free_l0_opts(&a); free_l0_opts(&b);
+    tu_train_opts_free(&a); tu_train_opts_free(&b);
     tu_rmrf(dir);
     free(dir);
 }

@@ -531,28 +531,14 @@ static double last_dev_loss(const char *out_dir) {
 }
 
 static void train_opts(s2s_train_opts *o, const char *dir, const char *out, const char *kind, int ffn) {
-    s2s_train_opts_default(o);
-    o->train_src = tu_path(dir, "train.src");
-    o->train_tgt = tu_path(dir, "train.tgt");
-    o->dev_src = tu_path(dir, "dev.src");
-    o->dev_tgt = tu_path(dir, "dev.tgt");
-    o->out_dir = tu_path(dir, out);
-    o->model.d_model = 32; o->model.n_heads = 2; o->model.d_ff = 64;
-    o->model.enc_layers = 1; o->model.dec_layers = 1; o->model.max_len = 32;
+    tu_train_opts(o, dir, out);
     snprintf(o->model.decoder, sizeof o->model.decoder, "%s", kind);
     o->model.dec_ffn = ffn;
     o->lr = 8e-3f; o->warmup = 30; o->dropout = 0.0f; o->label_smoothing = 0.0f;
     o->tokens_per_batch = 400;
     o->max_steps = 200; o->eval_every = 200; o->eval_max = 30;
-    o->metric = "wer";
-    o->quiet = getenv("S2S_TEST_VERBOSE") == NULL;
-    o->threads = 1;
 }
 
-static void free_opts(s2s_train_opts *o) {
-    free((char *)o->train_src); free((char *)o->train_tgt); free((char *)o->dev_src);
-    free((char *)o->dev_tgt); free((char *)o->out_dir); free((char *)o->init);
-}
 
 /* The stated target: 200 steps of a 1+1-layer D=32 model of each recurrent kind on
  * the reverse task bring the dev cross-entropy below 1.0 nats/token (an untrained
@@ -601,11 +587,11 @@ Test(rnn_train, each_kind_learns_the_reverse_task, .timeout = 240) {
             cr_assert_not_null(s2s_model_param(s, "dec.0.rnn.wh.weight"));
             free(sl);
             s2s_model_free(s);
-            free_opts(&so);
+            tu_train_opts_free(&so);
         }
         s2s_model_free(m);
         free(last);
-        free_opts(&o);
+        tu_train_opts_free(&o);
     }
     tu_rmrf(dir);
     free(dir);

@@ -13,27 +13,6 @@
 #include "tokenizer.h"
 #include "train.h"
 
-static void small_opts(s2s_train_opts *o, const char *dir, const char *out) {
-    s2s_train_opts_default(o);
-    o->train_src = tu_path(dir, "train.src");
-    o->train_tgt = tu_path(dir, "train.tgt");
-    o->dev_src = tu_path(dir, "dev.src");
-    o->dev_tgt = tu_path(dir, "dev.tgt");
-    o->out_dir = tu_path(dir, out);
-    o->model.d_model = 32; o->model.n_heads = 2; o->model.d_ff = 64;
-    o->model.enc_layers = 1; o->model.dec_layers = 1; o->model.max_len = 32;
-    o->lr = 3e-3f; o->warmup = 50; o->dropout = 0.1f;
-    o->tokens_per_batch = 600;
-    o->quiet = getenv("S2S_TEST_VERBOSE") == NULL;
-    o->threads = 1;
-    o->metric = "wer";
-    o->eval_max = 50;
-}
-
-static void free_opts(s2s_train_opts *o) {
-    free((char *)o->train_src); free((char *)o->train_tgt); free((char *)o->dev_src);
-    free((char *)o->dev_tgt); free((char *)o->out_dir);
-}
 
 /* The stated target: 600 steps of a 1+1-layer D=64 model on the reverse task
  * bring the dev loss (plain cross-entropy) below 0.5 nats/token and the greedy
@@ -44,7 +23,7 @@ Test(train, end_to_end_reaches_stated_loss, .timeout = 240) {
     tu_write_reverse_task(dir, "train", 3000, 1);
     tu_write_reverse_task(dir, "dev", 60, 2);
     s2s_train_opts o;
-    small_opts(&o, dir, "run");
+    tu_train_opts(&o, dir, "run");
     o.model.d_model = 64;
     o.model.d_ff = 128;
     o.dropout = 0.0f;
@@ -86,7 +65,7 @@ Test(train, end_to_end_reaches_stated_loss, .timeout = 240) {
     free(out[0]); free(out[1]);
     s2s_model_free(m);
     free(best); free(logp);
-    free_opts(&o);
+    tu_train_opts_free(&o);
     tu_rmrf(dir);
     free(dir);
 }
@@ -110,11 +89,11 @@ Test(train, resume_equals_uninterrupted_run, .timeout = 240) {
     tu_write_reverse_task(dir, "dev", 20, 4);
     char err[512];
     s2s_train_opts a;
-    small_opts(&a, dir, "a");
+    tu_train_opts(&a, dir, "a");
     a.max_steps = 60; a.eval_every = 20; a.tokens_per_batch = 300; /* > 1 epoch */
     cr_assert_eq(s2s_train(&a, err, sizeof err), 0, "%s", err);
     s2s_train_opts b;
-    small_opts(&b, dir, "b");
+    tu_train_opts(&b, dir, "b");
     b.max_steps = 25; b.eval_every = 20; b.tokens_per_batch = 300;
     cr_assert_eq(s2s_train(&b, err, sizeof err), 0, "%s", err);
     b.max_steps = 60;
@@ -123,7 +102,7 @@ Test(train, resume_equals_uninterrupted_run, .timeout = 240) {
     cr_assert(same_weights(la, lb), "resumed run differs from the uninterrupted one");
     /* and a run with another seed does differ (the comparison can fail) */
     s2s_train_opts c;
-    small_opts(&c, dir, "c");
+    tu_train_opts(&c, dir, "c");
     c.max_steps = 60; c.eval_every = 20; c.tokens_per_batch = 300; c.seed = 2;
     cr_assert_eq(s2s_train(&c, err, sizeof err), 0, "%s", err);
     char *lc = tu_path(c.out_dir, "last.safetensors");
@@ -136,7 +115,7 @@ Test(train, resume_equals_uninterrupted_run, .timeout = 240) {
     cr_assert_eq(atoi(outp), 0, "temporary files left: %s", outp);
     free(outp); free(cmd);
     free(la); free(lb); free(lc);
-    free_opts(&a); free_opts(&b); free_opts(&c);
+    tu_train_opts_free(&a); tu_train_opts_free(&b); tu_train_opts_free(&c);
     tu_rmrf(dir);
     free(dir);
 }

@@ -17,6 +17,28 @@ const int32_t TU_SLEN[2] = {5, 3};
 const int32_t TU_TIN[8] = {1, 5, 6, 7, 1, 4, 0, 0};
 const int32_t TU_TOUT[8] = {5, 6, 7, 2, 4, 2, 0, 0};
 
+void tu_train_opts(s2s_train_opts *o, const char *dir, const char *out) {
+    s2s_train_opts_default(o);
+    o->train_src = tu_path(dir, "train.src");
+    o->train_tgt = tu_path(dir, "train.tgt");
+    o->dev_src = tu_path(dir, "dev.src");
+    o->dev_tgt = tu_path(dir, "dev.tgt");
+    o->out_dir = tu_path(dir, out);
+    o->model.d_model = 32; o->model.n_heads = 2; o->model.d_ff = 64;
+    o->model.enc_layers = 1; o->model.dec_layers = 1; o->model.max_len = 32;
+    o->lr = 3e-3f; o->warmup = 50; o->dropout = 0.1f;
+    o->tokens_per_batch = 600;
+    o->quiet = getenv("S2S_TEST_VERBOSE") == NULL;
+    o->threads = 1;
+    o->metric = "wer";
+    o->eval_max = 50;
+}
+
+void tu_train_opts_free(s2s_train_opts *o) {
+    free((char *)o->train_src); free((char *)o->train_tgt); free((char *)o->dev_src);
+    free((char *)o->dev_tgt); free((char *)o->out_dir); free((char *)o->init);
+}
+
 const char *tu_bin(void) {
     const char *b = getenv("S2S_BIN");
     return b ? b : "build/s2s";

@@ -5,11 +5,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "train.h"
+
 #include "model.h"
 
 /* max |a - b| over n values */
 /* The fixed batch of the tiny-model tests: B=2, Ts=5, Tt=4 (ids < 14). */
 extern const int32_t TU_SRC[10], TU_SLEN[2], TU_TIN[8], TU_TOUT[8];
+/* Training options for a tiny model (D=32 H=2 F=64, 1+1 layers, max_len 32) on
+ * dir/{train,dev}.{src,tgt} writing to dir/out: lr 3e-3, warmup 50, dropout 0.1,
+ * 600-token batches, dev WER on 50 lines, 1 thread, quiet unless S2S_TEST_VERBOSE.
+ * Callers override what they test; tu_train_opts_free frees the paths and init. */
+void tu_train_opts(s2s_train_opts *o, const char *dir, const char *out);
+void tu_train_opts_free(s2s_train_opts *o);
 /* The s2s binary the CLI tests run: $S2S_BIN, else build/s2s. */
 const char *tu_bin(void);
 double tu_max_diff(const float *a, const float *b, size_t n);
