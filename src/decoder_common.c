@@ -1,6 +1,8 @@
 /* decoder_common.c - helpers shared by the decoder kinds (see decoder_common.h). */
 #include "decoder_common.h"
 
+#include <string.h>
+
 #include "kernels.h"
 
 void s2s_dec_linear(float *y, const float *x, const s2s_lin_p *p, int N, int K, int M) {
@@ -26,6 +28,20 @@ void s2s_dec_attend(float *a, float *p, const float *q, const float *K, const fl
 
 void s2s_dec_add(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+void s2s_dec_gather_rows(float **buf, float **spare, const int32_t *rows, int N_new, size_t stride,
+                         size_t used) {
+    for (int i = 0; i < N_new; i++)
+        memcpy(*spare + (size_t)i * stride, *buf + (size_t)rows[i] * stride, used * sizeof(float));
+    float *t = *buf;
+    *buf = *spare;
+    *spare = t;
+}
+
+void s2s_dec_gather_i32(int32_t *v, int32_t *tmp, const int32_t *rows, int N_new) {
+    for (int i = 0; i < N_new; i++) tmp[i] = v[rows[i]];
+    memcpy(v, tmp, (size_t)N_new * sizeof(int32_t));
 }
 
 void s2s_dec_ffn(float *x, float *h, float *f, float *mean, float *rstd, const s2s_model *m,

@@ -32,4 +32,11 @@ void s2s_dec_logits(float *logits, float *h, float *mean, float *rstd, const flo
 /* x[n] += y[n] */
 void s2s_dec_add(float *x, const float *y, size_t n);
 
+/* select() helpers. gather_rows: new row i of a [*, stride] buffer = old row rows[i]
+ * (its first `used` floats), copied into *spare, which is then swapped with *buf.
+ * gather_i32: v[i] = old v[rows[i]] for one int32 per row, through tmp [N_new]. */
+void s2s_dec_gather_rows(float **buf, float **spare, const int32_t *rows, int N_new, size_t stride,
+                         size_t used);
+void s2s_dec_gather_i32(int32_t *v, int32_t *tmp, const int32_t *rows, int N_new);
+
 #endif

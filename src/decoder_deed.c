@@ -297,14 +297,6 @@ static void d_step(void *stp, float *logits, const int32_t *tokens, int N) {
     s->t++;
 }
 
-/* gather rows of a [Nmax, stride] block of `used` floats per row through tmp and swap */
-static void gather_rows(float **buf, float **tmp, const int32_t *rows, int N_new, size_t stride, size_t used) {
-    for (int i = 0; i < N_new; i++) memcpy(*tmp + i * stride, *buf + (size_t)rows[i] * stride, used * sizeof(float));
-    float *x = *buf;
-    *buf = *tmp;
-    *tmp = x;
-}
-
 static void d_select(void *stp, const int32_t *rows, int N_new) {
     dstate *s = stp;
     S2S_ASSERT(N_new <= s->Nmax);
@@ -315,20 +307,18 @@ static void d_select(void *stp, const int32_t *rows, int N_new) {
     for (int i = 0; identity && i < N_new; i++) identity = rows[i] == i;
     if (identity) return;
     if (used > 0) {
-        gather_rows(&s->xs, &s->tmp, rows, N_new, cstride, used);
+        s2s_dec_gather_rows(&s->xs, &s->tmp, rows, N_new, cstride, used);
         for (int l = 0; l < Ld; l++) {
-            gather_rows(&s->kc[l], &s->tmp, rows, N_new, cstride, used);
-            gather_rows(&s->vc[l], &s->tmp, rows, N_new, cstride, used);
+            s2s_dec_gather_rows(&s->kc[l], &s->tmp, rows, N_new, cstride, used);
+            s2s_dec_gather_rows(&s->vc[l], &s->tmp, rows, N_new, cstride, used);
         }
     }
     for (int i = 0; i < N_new; i++) memcpy(s->itmp + (size_t)i * Ld, s->valid + (size_t)rows[i] * Ld, (size_t)Ld * sizeof(int32_t));
     memcpy(s->valid, s->itmp, (size_t)N_new * Ld * sizeof(int32_t));
     for (int i = 0; i < N_new; i++) memcpy(s->ltmp + (size_t)i * Ld, s->computed + (size_t)rows[i] * Ld, (size_t)Ld * sizeof(long));
     memcpy(s->computed, s->ltmp, (size_t)N_new * Ld * sizeof(long));
-    for (int i = 0; i < N_new; i++) s->itmp[i] = s->row_sent[rows[i]];
-    memcpy(s->row_sent, s->itmp, (size_t)N_new * sizeof(int32_t));
-    for (int i = 0; i < N_new; i++) s->itmp[i] = s->last_exit[rows[i]];
-    memcpy(s->last_exit, s->itmp, (size_t)N_new * sizeof(int32_t));
+    s2s_dec_gather_i32(s->row_sent, s->itmp, rows, N_new);
+    s2s_dec_gather_i32(s->last_exit, s->itmp, rows, N_new);
     s->N = N_new;
 }
 

@@ -162,12 +162,6 @@ static void r_step(void *st, float *logits, const int32_t *tokens, int N) {
     s->t++;
 }
 
-/* new row i of a [*, D] state = old row rows[i], gathered into the spare and swapped */
-static void gather(float **state, float **spare, const int32_t *rows, int N_new, int D) {
-    for (int i = 0; i < N_new; i++)
-        memcpy(*spare + (size_t)i * D, *state + (size_t)rows[i] * D, (size_t)D * sizeof(float));
-    swap(state, spare);
-}
 
 static void r_select(void *st, const int32_t *rows, int N_new) {
     rstate *s = st;
@@ -175,11 +169,10 @@ static void r_select(void *st, const int32_t *rows, int N_new) {
     for (int i = 0; i < N_new; i++) S2S_ASSERT(rows[i] >= 0 && rows[i] < s->N);
     int D = s->m->cfg.d_model;
     for (int l = 0; l < s->m->cfg.dec_layers; l++) {
-        gather(&s->hs[l], &s->spare_h, rows, N_new, D);
-        if (s->cs[l]) gather(&s->cs[l], &s->spare_c, rows, N_new, D);
+        s2s_dec_gather_rows(&s->hs[l], &s->spare_h, rows, N_new, D, D);
+        if (s->cs[l]) s2s_dec_gather_rows(&s->cs[l], &s->spare_c, rows, N_new, D, D);
     }
-    for (int i = 0; i < N_new; i++) s->rows_tmp[i] = s->row_sent[rows[i]];
-    memcpy(s->row_sent, s->rows_tmp, (size_t)N_new * sizeof(int32_t));
+    s2s_dec_gather_i32(s->row_sent, s->rows_tmp, rows, N_new);
     s->N = N_new;
 }
 

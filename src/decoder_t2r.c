@@ -152,8 +152,6 @@ static void t2_step(void *st, float *logits, const int32_t *tokens, int N) {
     s->t++;
 }
 
-static void swap(float **a, float **b) { float *t = *a; *a = *b; *b = t; }
-
 static void t2_select(void *st, const int32_t *rows, int N_new) {
     t2state *s = st;
     S2S_ASSERT(N_new <= s->Nmax);
@@ -161,15 +159,10 @@ static void t2_select(void *st, const int32_t *rows, int N_new) {
     size_t cS = (size_t)c->n_heads * c->t2r_k * (c->d_model / c->n_heads), cz = (size_t)c->n_heads * c->t2r_k;
     for (int i = 0; i < N_new; i++) S2S_ASSERT(rows[i] >= 0 && rows[i] < s->N);
     for (int l = 0; l < c->dec_layers; l++) {
-        for (int i = 0; i < N_new; i++) {
-            memcpy(s->spare_S + i * cS, s->sS[l] + (size_t)rows[i] * cS, cS * sizeof(float));
-            memcpy(s->spare_z + i * cz, s->sz[l] + (size_t)rows[i] * cz, cz * sizeof(float));
-        }
-        swap(&s->sS[l], &s->spare_S);
-        swap(&s->sz[l], &s->spare_z);
+        s2s_dec_gather_rows(&s->sS[l], &s->spare_S, rows, N_new, cS, cS);
+        s2s_dec_gather_rows(&s->sz[l], &s->spare_z, rows, N_new, cz, cz);
     }
-    for (int i = 0; i < N_new; i++) s->rows_tmp[i] = s->row_sent[rows[i]];
-    memcpy(s->row_sent, s->rows_tmp, (size_t)N_new * sizeof(int32_t));
+    s2s_dec_gather_i32(s->row_sent, s->rows_tmp, rows, N_new);
     s->N = N_new;
 }
 

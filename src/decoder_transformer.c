@@ -122,21 +122,13 @@ static void t_select(void *st, const int32_t *rows, int N_new) {
     for (int i = 0; identity && i < N_new; i++) identity = rows[i] == i;
     if (!identity && used > 0) {
         /* gather each cache into the spare buffer, then swap: one copy per cache */
+        for (int i = 0; i < N_new; i++) S2S_ASSERT(rows[i] >= 0 && rows[i] < s->N);
         for (int l = 0; l < s->m->cfg.dec_layers; l++) {
-            float **bufs[2] = {&s->kc[l], &s->vc[l]};
-            for (int b = 0; b < 2; b++) {
-                for (int i = 0; i < N_new; i++) {
-                    S2S_ASSERT(rows[i] >= 0 && rows[i] < s->N);
-                    memcpy(s->tmp + i * cstride, *bufs[b] + rows[i] * cstride, used * sizeof(float));
-                }
-                float *t = *bufs[b];
-                *bufs[b] = s->tmp;
-                s->tmp = t;
-            }
+            s2s_dec_gather_rows(&s->kc[l], &s->tmp, rows, N_new, cstride, used);
+            s2s_dec_gather_rows(&s->vc[l], &s->tmp, rows, N_new, cstride, used);
         }
     }
-    for (int i = 0; i < N_new; i++) s->rows_tmp[i] = s->row_sent[rows[i]];
-    memcpy(s->row_sent, s->rows_tmp, (size_t)N_new * sizeof(int32_t));
+    s2s_dec_gather_i32(s->row_sent, s->rows_tmp, rows, N_new);
     s->N = N_new;
 }
 
