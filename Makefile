@@ -3,7 +3,8 @@
 #   make test       run the unit/gradient/end-to-end tests (Criterion)
 #   make SAN=1 test the same under AddressSanitizer + UBSan (build dir build-san/)
 #   make data       prepare data/ from Debian packages (scripts/prepare-data.sh)
-#   make bench      run the CPU benchmarks (bench/)
+#   make bench      run the CPU benchmarks and regenerate the tables of docs/RESULTS.md (bench/report.sh;
+#                   BENCH_ARGS=--quick: a one-minute check that writes to $(BUILD)/bench-quick/ only)
 #   make bench-gpu  the GPU benchmark against PyTorch (bench/gpu.sh: needs a GPU and python3 with CUDA torch)
 #   make bench-peers  CPU decoding against CTranslate2 on the same weights (bench/peers/run.sh; venv .venv-peers)
 #   make demo       the main job: run the shipped models side by side
@@ -128,15 +129,21 @@ test:
 	@bash scripts/install-deps.sh test
 	@$(MAKE) --no-print-directory $(BUILD)/s2s $(BUILD)/s2s_tests
 	S2S_BIN=$(BUILD)/s2s LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp ./$(BUILD)/s2s_tests $(TEST_ARGS)
+	@if command -v python3 >/dev/null; then python3 bench/update_results.py --self-test; \
+	 else echo "bench/update_results.py --self-test: skipped (no python3)"; fi
 
 data:
 	@bash scripts/prepare-data.sh
 
-# install first, then build in a sub-make (which sees the freshly installed BLAS)
+# install first, then build in a sub-make (which sees the freshly installed BLAS); bench/report.sh runs
+# every CPU benchmark and regenerates the tables and plots of docs/RESULTS.md (bench/README.md);
+# BENCH_ARGS=--quick: tiny subsets (about a minute), written only to $(BUILD)/bench-quick/, no PyTorch
+# or CTranslate2 installed (used where present)
 bench:
-	@bash scripts/install-deps.sh torch
-	@$(MAKE) --no-print-directory $(BUILD)/bench_s2s
-	@bash bench/run.sh
+	@$(if $(findstring --quick,$(BENCH_ARGS)),true,bash scripts/install-deps.sh torch)
+	@bash scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory $(BUILD)/s2s $(BUILD)/bench_s2s $(BUILD)/libs2s.a
+	@NO_BUILD=1 BUILD=$(BUILD) bash bench/report.sh $(BENCH_ARGS)
 
 bench-gpu:
 	@$(MAKE) --no-print-directory CUDA=1 $(BUILD)/bench_s2s

@@ -8,11 +8,12 @@
 #   bash bench/run.sh --model M.safetensors --threads "1 2 4" --out results.md
 #   bash bench/run.sh --repeat 3      # every cell 3 times, the table keeps the fastest
 # Sizes can be overridden from the environment: N1 N32 (sentences decoded at batch 1 /
-# 32), NTRAIN (training pairs), TPB (tokens_per_batch), STEPS, TWARM, MAXLEN, G2P, PY.
+# 32), NTRAIN (training pairs), TPB (tokens_per_batch), STEPS, TWARM, MAXLEN, G2P, PY;
+# BUILD (build: where bench_s2s is, built there unless NO_BUILD=1).
 #
 # Prints a table of tokens/s per cell (mode, batch, beam, threads) with the ratio
 # s2s/torch, and writes it as markdown (default bench/results-cpu.md) with the machine,
-# date, commit, command and library versions. Work files go to build/bench/.
+# date, commit, command and library versions. Work files go to $BUILD/bench/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
         --threads) THREADS="$2"; shift ;;
         --out) OUT="$2"; shift ;;
         --repeat) REPEAT="$2"; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set /{/^set /d;p}' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -45,12 +46,16 @@ else
     TPB=${TPB:-2048}; STEPS=${STEPS:-5}; TWARM=${TWARM:-1}; RAND_MAXLEN=20
 fi
 
-W=build/bench
+BUILD=${BUILD:-build}
+W=$BUILD/bench
 mkdir -p "$W/out"
-BIN=build/bench_s2s
+BIN=$BUILD/bench_s2s
 
-echo "== build" >&2
-make --no-print-directory build/libs2s.a build/bench_s2s >&2
+if [ "${NO_BUILD:-0}" != 1 ]; then
+    echo "== build" >&2
+    make --no-print-directory BUILD="$BUILD" "$BUILD/libs2s.a" "$BIN" >&2
+fi
+[ -x "$BIN" ] || { echo "bench/run.sh: no $BIN (build it, or unset NO_BUILD)" >&2; exit 1; }
 
 HAVE_TORCH=1
 if ! "$PY" -c "import torch" 2>/dev/null; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # install-deps.sh - install the Debian packages s2s needs (build, tests, data, reference tools).
 # Usage: scripts/install-deps.sh [build|test|data|torch|peers|bench|all]   (default: build)
-# bench: gnuplot (the plots of bench/methods.sh).
+# bench: gnuplot (the plots of bench/methods.sh and bench/report.sh, make bench).
 # Idempotent: only missing packages are installed. Needs root (or sudo) on Debian.
 # peers: python3-venv, then a virtual environment .venv-peers/ (gitignored) with the PyPI
 # packages of the peer comparison (bench/peers/: ctranslate2, numpy).

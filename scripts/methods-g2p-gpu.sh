@@ -10,6 +10,12 @@
 #   bash scripts/methods-g2p-gpu.sh wait SECS     progress every 60 s until all jobs end or SECS pass
 #   bash scripts/methods-g2p-gpu.sh finish        stop what still runs, then quality + speed -> runs/methods/
 #   bash scripts/methods-g2p-gpu.sh collect       results, logs and the chosen models -> $OUT
+#   bash scripts/methods-g2p-gpu.sh stacks-deed SECS  issue 9's T2R + DEED stacks, both at once, each stopped
+#                                                 after SECS (the best checkpoint is kept): the teacher, and
+#                                                 the NASH model models/g2p-nash-n2-s0.3.safetensors, each
+#                                                 swapped to T2R attention (k = 64) with exit adapters added
+#                                                 (--dec-attn t2r --multi-exit), fine-tuned in one go
+#                                                 (lr 4e-4, TF32) -> runs/t2r-deed, runs/nash-t2r-deed
 #   bash scripts/methods-g2p-gpu.sh stacks SECS   issue 9's first stack: distil the teacher (beam 5 on the GPU),
 #                                                 then SSRU-2 and SSRU-1 decoders on the NASH encoder of
 #                                                 models/g2p-nash-n2-s0.3.safetensors, SECS each, both at once,
@@ -130,6 +136,14 @@ stacks)
         echo "EVAL_DIR=$R/eval S2S=$BIN/s2s bash scripts/eval-g2p.sh $j@$([ $b = 1 ] && echo greedy || echo beam5) runs/$j/best.safetensors --beam $b"
     done; done | xargs -P 4 -I{} bash -c '{}' | sort > $R/stacks.txt
     cat $R/stacks.txt
+    ;;
+stacks-deed)
+    secs=$1
+    $D help >/dev/null 2>&1
+    S=(--config configs/g2p-teacher.conf --dec-attn t2r --t2r-k 64 --multi-exit --exit-rank 64 --lr 4e-4
+       --warmup 300 --max-steps 3000 --tf32 --threads 2 --eval-every 250 --eval-max 500 --patience 0)
+    GPU=0 $D start t2r-deed "$secs" "${S[@]}" --init $T
+    GPU=0 $D start nash-t2r-deed "$secs" "${S[@]}" --init models/g2p-nash-n2-s0.3.safetensors
     ;;
 collect)
     # logs and results in one archive, then the models named in $MODELS (split into 15 MB parts)

@@ -98,6 +98,7 @@ s2s_model *s2s_model_load(const char *path, int trainable, char *err, size_t err
         s2s_tensor *t = p->t;
         const s2s_st_tensor *st = param_tensor(f, p, path, err, errlen);
         if (!st) goto fail;
+        t->frozen = !trainable; /* inference weights: may be repacked (s2s_weight_packed) */
         const float *direct = trainable ? NULL : s2s_st_f32_ptr(st);
         if (direct) {
             t->data = (float *)(uintptr_t)direct; /* read-only mapping, never written */

@@ -106,8 +106,8 @@ int s2s_config_check(const s2s_config *c, char *err, size_t errlen) {
     RANGE(multi_exit, 0, 1);
     if (c->multi_exit) { /* exit_rank is ignored without multi_exit */
         RANGE(exit_rank, 1, 65536);
-        if (kind != S2S_DEC_TRANSFORMER || c->dec_attn != S2S_ATTN_SOFTMAX) {
-            s2s_errf(err, errlen, "config: multi_exit needs the transformer decoder with softmax attention");
+        if (kind != S2S_DEC_TRANSFORMER) { /* softmax or T2R attention */
+            s2s_errf(err, errlen, "config: multi_exit needs the transformer decoder, not '%.16s'", c->decoder);
             return -1;
         }
     }

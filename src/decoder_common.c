@@ -1,28 +1,76 @@
 /* decoder_common.c - helpers shared by the decoder kinds (see decoder_common.h). */
 #include "decoder_common.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
 #include "kernels.h"
+#include "kernels_t2r.h"
+
+/* The packed weights when the packed kernel takes these N rows, else NULL. */
+static const float *packed_for(const s2s_lin_p *p, int N) {
+    if (p->w->half && N <= S2S_F16_MAX_ROWS) return NULL;
+    return N >= S2S_PACKED_MIN_ROWS ? s2s_weight_packed(p->w) : NULL;
+}
 
 void s2s_dec_linear(float *y, const float *x, const s2s_lin_p *p, int N, int K, int M) {
-    const float *b = p->b ? p->b->data : NULL;
-    if (p->w->half && N <= S2S_F16_MAX_ROWS) s2s_k_linear_f16_fwd(y, x, p->w->half, b, N, K, M);
+    const float *b = p->b ? p->b->data : NULL, *pw = packed_for(p, N);
+    if (pw) s2s_k_linear_packed_fwd(y, x, pw, b, N, K, M);
+    else if (p->w->half && N <= S2S_F16_MAX_ROWS) s2s_k_linear_f16_fwd(y, x, p->w->half, b, N, K, M);
     else s2s_k_linear_fwd(y, x, p->w->data, b, N, K, M);
+}
+
+void s2s_dec_linear_add(float *xr, float *tmp, const float *in, const s2s_lin_p *p, int N, int K, int M) {
+    const float *pw = packed_for(p, N);
+    if (pw) { /* fused: the same values as the linear, then the add */
+        s2s_k_linear_packed_ex_fwd(xr, in, pw, p->b ? p->b->data : NULL, N, K, M, xr, 0);
+        return;
+    }
+    s2s_dec_linear(tmp, in, p, N, K, M);
+    s2s_dec_add(xr, tmp, (size_t)N * M);
+}
+
+/* One query row, every head (s2s_k_attend_head per head); sc [n] scratch. */
+static void attend_row(float *o, const float *q, const float *K, const float *V, size_t js,
+                       const int32_t *slots, size_t slot0, size_t ss, int n, int H, int Dh, float scale,
+                       float *sc) {
+    for (int h = 0; h < H; h++)
+        s2s_k_attend_head(o + (size_t)h * Dh, sc, q + (size_t)h * Dh, K + (size_t)h * Dh, V + (size_t)h * Dh, js,
+                          slots, slot0, ss, n, Dh, scale);
+}
+
+void s2s_dec_attend_at(float *a, float *p, const float *q, const float *K, const float *V, size_t js,
+                       size_t ss, const int32_t *slots, int slots_stride, const int32_t *row_block,
+                       const int32_t *blk_slot, const int32_t *lens, int Tk_all, int N, int H, int Dh,
+                       int Tmax) {
+    const int D = H * Dh;
+    const float scale = 1.0f / sqrtf((float)Dh);
+#pragma omp parallel for schedule(static) if (N >= 4 && (size_t)N * H * Tk_all * Dh > 65536)
+    for (int r = 0; r < N; r++) {
+        const int blk = row_block ? row_block[r] : r;
+        int n = lens ? lens[blk] : Tk_all;
+        if (n > Tk_all) n = Tk_all;
+        attend_row(a + (size_t)r * D, q + (size_t)r * D, K, V, js, slots ? slots + (size_t)r * slots_stride : NULL,
+                   (size_t)(blk_slot ? blk_slot[blk] : blk), ss, n, H, Dh, scale, p + (size_t)r * H * Tmax);
+    }
 }
 
 void s2s_dec_attend(float *a, float *p, const float *q, const float *K, const float *V,
                     size_t row_stride, const int32_t *row_block, const int32_t *lens, int Tk_all,
                     int N, int H, int Dh, int Tmax) {
-    int D = H * Dh;
-    /* the kernel runs serially inside (no nested parallelism; it never calls BLAS) */
-#pragma omp parallel for schedule(static) if (N >= 4 && (size_t)N * H * Tk_all * Dh > 65536)
-    for (int r = 0; r < N; r++) {
-        int blk = row_block ? row_block[r] : r;
-        int32_t len = lens ? lens[blk] : Tk_all;
-        const float *Kb = K + (size_t)blk * row_stride, *Vb = V + (size_t)blk * row_stride;
-        s2s_k_attention_fwd(a + (size_t)r * D, p + (size_t)r * H * Tmax, q + (size_t)r * D, Kb, Vb,
-                            &len, 0, 1, H, 1, len, Dh);
+    s2s_dec_attend_at(a, p, q, K, V, (size_t)H * Dh, row_stride, NULL, 0, row_block, NULL, lens, Tk_all, N, H,
+                      Dh, Tmax);
+}
+
+static int clamp_len(int32_t l, int T) { return l < 0 ? 0 : l > T ? T : l; }
+
+void s2s_dec_rows_pack(float *packed, const float *x, const int32_t *len, int B, int T, int D) {
+    for (int b = 0, r = 0; b < B; b++) {
+        int l = clamp_len(len[b], T);
+        memcpy(packed + (size_t)r * D, x + (size_t)b * T * D, (size_t)l * D * sizeof(float));
+        r += l;
     }
 }
 
@@ -48,11 +96,15 @@ void s2s_dec_ffn(float *x, float *h, float *f, float *mean, float *rstd, const s
                  const s2s_dec_layer *L, int N) {
     int D = m->cfg.d_model, F = m->cfg.d_ff;
     s2s_k_layernorm_fwd(h, mean, rstd, x, L->ln3.w->data, L->ln3.b->data, N, D);
-    s2s_dec_linear(f, h, &L->fc1, N, D, F);
-    if (m->cfg.activation == S2S_ACT_GELU) s2s_k_gelu_fwd(f, f, (size_t)N * F);
-    else s2s_k_relu_fwd(f, f, (size_t)N * F);
-    s2s_dec_linear(h, f, &L->fc2, N, F, D);
-    s2s_dec_add(x, h, (size_t)N * D);
+    const float *pw = packed_for(&L->fc1, N);
+    if (pw && m->cfg.activation != S2S_ACT_GELU) { /* ReLU fused into the linear */
+        s2s_k_linear_packed_ex_fwd(f, h, pw, L->fc1.b ? L->fc1.b->data : NULL, N, D, F, NULL, 1);
+    } else {
+        s2s_dec_linear(f, h, &L->fc1, N, D, F);
+        if (m->cfg.activation == S2S_ACT_GELU) s2s_k_gelu_fwd(f, f, (size_t)N * F);
+        else s2s_k_relu_fwd(f, f, (size_t)N * F);
+    }
+    s2s_dec_linear_add(x, h, f, &L->fc2, N, F, D);
 }
 
 void s2s_dec_logits(float *logits, float *h, float *mean, float *rstd, const float *x,
@@ -61,4 +113,31 @@ void s2s_dec_logits(float *logits, float *h, float *mean, float *rstd, const flo
     s2s_k_layernorm_fwd(h, mean, rstd, x, m->dec_ln.w->data, m->dec_ln.b->data, N, D);
     s2s_lin_p out = {m->tgt_emb, NULL};
     s2s_dec_linear(logits, h, &out, N, D, m->cfg.tgt_vocab);
+}
+
+void s2s_dec_t2r_cross_states(float *const *cS, float *const *cz, const s2s_model *m, const float *enc,
+                              const int32_t *src_len, int B, int Ts) {
+    const s2s_config *c = &m->cfg;
+    int D = c->d_model, H = c->n_heads;
+    size_t nkv = (size_t)B * Ts * D;
+    float *ck = s2s_xmalloc((nkv ? nkv : 1) * sizeof(float)), *cv = s2s_xmalloc((nkv ? nkv : 1) * sizeof(float));
+    for (int l = 0; l < c->dec_layers; l++) {
+        const s2s_dec_layer *L = &m->dec[l];
+        s2s_dec_linear(ck, enc, &L->ck, B * Ts, D, D);
+        s2s_dec_linear(cv, enc, &L->cv, B * Ts, D, D);
+        s2s_k_t2r_cross_state(cS[l], cz[l], ck, cv, s2s_dec_phi_w(&L->cphi), s2s_dec_phi_b(&L->cphi), src_len, B, H,
+                              Ts, D / H, c->t2r_k);
+    }
+    free(ck); free(cv);
+}
+
+void s2s_dec_t2r_cross_query(float *a, const float *S, const float *z, const float *q, const s2s_lin_p *phi,
+                             const int32_t *sent, int N, int H, int Dh, int kf) {
+    size_t cS = (size_t)H * kf * Dh, cz = (size_t)H * kf, D = (size_t)H * Dh;
+    const float *W = s2s_dec_phi_w(phi), *b = s2s_dec_phi_b(phi);
+    /* the kernel stays serial inside for one row (no nested parallelism) */
+#pragma omp parallel for schedule(static) if (N >= 4 && (size_t)N * cS > 65536)
+    for (int r = 0; r < N; r++)
+        s2s_k_t2r_cross_query(a + (size_t)r * D, S + (size_t)sent[r] * cS, z + (size_t)sent[r] * cz, q + (size_t)r * D,
+                              W, b, 1, H, 1, Dh, kf);
 }

@@ -1,5 +1,5 @@
-/* decoder_deed.c - DEED dynamic early exit for multi-exit Transformer decoders
- * (decoder_deed.h; docs/MODEL.md "DEED").
+/* decoder_deed.c - DEED dynamic early exit for multi-exit Transformer decoders with
+ * softmax or T2R attention (decoder_deed.h; docs/MODEL.md "DEED").
  *
  * Per row: the residual stream of every position after the deepest layer it went
  * through (xs), a K/V cache per layer and the number of positions valid in each
@@ -14,7 +14,16 @@
  * exited state, so valid[r][l] = t + 1 for every layer after each step and only
  * position t is ever computed. With no early exit, every layer computes position t
  * of all rows at once with the same kernels as decoder_transformer.c, and the last
- * exit is its LN_dec + tied projection: the same logits. */
+ * exit is its LN_dec + tied projection: the same logits.
+ *
+ * T2R attention (cfg.dec_attn t2r): everything above but the attention itself, which
+ * decoder_deed_t2r.c does on a recurrent state per (row, layer) instead of a K/V cache;
+ * valid[r][l] counts the positions folded into the layer-l state. The same item order
+ * (row, then position) folds a row's JIT positions and then position t in order, so
+ * each state holds every earlier position's true layer-l contribution once; copy mode
+ * folds the exited state's deeper K/V (LN1 of the deeper layer applied to it). With no
+ * early exit the rows step as in decoder_t2r.c. xs still keeps every position's
+ * residual stream (a JIT position needs its input to the layer it missed). */
 #include "decoder_deed.h"
 
 #include <math.h>
@@ -22,6 +31,7 @@
 
 #include "common.h"
 #include "decoder_common.h"
+#include "decoder_deed_t2r.h"
 #include "kernels.h"
 #include "model.h"
 
@@ -42,15 +52,16 @@ typedef struct {
     int32_t *itmp;        /* [Nmax * max(Ld, 1)] select scratch */
     long *ltmp;           /* [Nmax * Ld] select scratch */
     float *xs;            /* [Nmax, max_steps, D] residual stream of each position */
-    float **kc, **vc;     /* [Ld] -> [Nmax, max_steps, D] self-attention caches */
-    float **ck, **cv;     /* [Ld] -> [B, Ts, D] cross-attention keys / values */
+    s2s_deed_t2r *t2;     /* T2R attention states (decoder_deed_t2r.h), or NULL for softmax: */
+    float **kc, **vc;     /* softmax: [Ld] -> [Nmax, max_steps, D] self-attention caches */
+    float **ck, **cv;     /* softmax: [Ld] -> [B, Ts, D] cross-attention keys / values */
     float *tmp;           /* [Nmax, max_steps, D] select scratch */
     /* chunk scratch [CH, ...] */
     int32_t *it_row, *it_pos, *it_sent;
     float *x, *h, *q, *k, *v, *a; /* [CH, D] */
     float *f;             /* [CH, max(F, r)] */
     float *mean, *rstd;   /* [CH] */
-    float *p;             /* [CH, H, Tmax] */
+    float *p;             /* [CH, H, Tmax] softmax attention weights */
     /* exit scratch */
     int32_t *run, *run2;  /* [Nmax] running rows */
     float *ex;            /* [Nmax, D] exit inputs */
@@ -85,15 +96,20 @@ void *s2s_deed_start(const s2s_model *m, const float *enc, const int32_t *src_le
     size_t cache = Nm * (size_t)max_steps * D;
     s->xs = s2s_xmalloc(cache * sizeof(float));
     s->tmp = s2s_xmalloc(cache * sizeof(float));
-    s->kc = s2s_xcalloc((size_t)L, sizeof(float *)); s->vc = s2s_xcalloc((size_t)L, sizeof(float *));
-    s->ck = s2s_xcalloc((size_t)L, sizeof(float *)); s->cv = s2s_xcalloc((size_t)L, sizeof(float *));
-    for (int l = 0; l < L; l++) {
-        s->kc[l] = s2s_xmalloc(cache * sizeof(float));
-        s->vc[l] = s2s_xmalloc(cache * sizeof(float));
-        s->ck[l] = s2s_xmalloc((size_t)B * Ts * D * sizeof(float));
-        s->cv[l] = s2s_xmalloc((size_t)B * Ts * D * sizeof(float));
-        s2s_dec_linear(s->ck[l], enc, &m->dec[l].ck, B * Ts, D, D);
-        s2s_dec_linear(s->cv[l], enc, &m->dec[l].cv, B * Ts, D, D);
+    if (s2s_config_is_t2r(c)) {
+        s->t2 = s2s_deed_t2r_new(m, enc, src_len, B, Ts, s->Nmax);
+    } else {
+        s->kc = s2s_xcalloc((size_t)L, sizeof(float *)); s->vc = s2s_xcalloc((size_t)L, sizeof(float *));
+        s->ck = s2s_xcalloc((size_t)L, sizeof(float *)); s->cv = s2s_xcalloc((size_t)L, sizeof(float *));
+        for (int l = 0; l < L; l++) {
+            s->kc[l] = s2s_xmalloc(cache * sizeof(float));
+            s->vc[l] = s2s_xmalloc(cache * sizeof(float));
+            s->ck[l] = s2s_xmalloc((size_t)B * Ts * D * sizeof(float));
+            s->cv[l] = s2s_xmalloc((size_t)B * Ts * D * sizeof(float));
+            s2s_dec_linear(s->ck[l], enc, &m->dec[l].ck, B * Ts, D, D);
+            s2s_dec_linear(s->cv[l], enc, &m->dec[l].cv, B * Ts, D, D);
+        }
+        s->p = s2s_xmalloc(CH * (size_t)H * s->Tmax * sizeof(float));
     }
     s->it_row = s2s_xmalloc(CH * sizeof(int32_t));
     s->it_pos = s2s_xmalloc(CH * sizeof(int32_t));
@@ -103,7 +119,6 @@ void *s2s_deed_start(const s2s_model *m, const float *enc, const int32_t *src_le
     int F = c->d_ff > c->exit_rank ? c->d_ff : c->exit_rank;
     s->f = s2s_xmalloc(CH * (size_t)F * sizeof(float));
     s->mean = s2s_xmalloc(CH * sizeof(float)); s->rstd = s2s_xmalloc(CH * sizeof(float));
-    s->p = s2s_xmalloc(CH * (size_t)H * s->Tmax * sizeof(float));
     s->run = s2s_xmalloc(Nm * sizeof(int32_t)); s->run2 = s2s_xmalloc(Nm * sizeof(int32_t));
     s->ex = s2s_xmalloc(Nm * D * sizeof(float)); s->eh = s2s_xmalloc(Nm * D * sizeof(float));
     s->elog = s2s_xmalloc(Nm * (size_t)c->tgt_vocab * sizeof(float));
@@ -116,17 +131,11 @@ static void *d_start_full(const s2s_model *m, const float *enc, const int32_t *s
     return s2s_deed_start(m, enc, src_len, B, Ts, R, max_steps, &o);
 }
 
-/* Run decoder layer l over the M items (row, position) in s->it_* whose inputs are
- * gathered in s->x; K/V go to the layer-l cache first, then every item attends. */
-static void layer_items(dstate *s, int l, int M) {
-    const s2s_model *m = s->m;
-    const s2s_dec_layer *L = &m->dec[l];
-    int D = s->D, H = m->cfg.n_heads, Dh = D / H, Tmax = s->Tmax;
-    size_t cstride = (size_t)s->max_steps * D, MD = (size_t)M * D;
-    s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln1.w->data, L->ln1.b->data, M, D);
-    s2s_dec_linear(s->q, s->h, &L->sq, M, D, D);
-    s2s_dec_linear(s->k, s->h, &L->sk, M, D, D);
-    s2s_dec_linear(s->v, s->h, &L->sv, M, D, D);
+/* Softmax self-attention of layer l for the M items in s->it_* (q, k, v in s->q, s->k,
+ * s->v -> s->a): K/V go to the layer-l cache first, then every item attends. */
+static void self_attend_softmax(dstate *s, int l, int M) {
+    int D = s->D, H = s->m->cfg.n_heads, Dh = D / H, Tmax = s->Tmax;
+    size_t cstride = (size_t)s->max_steps * D;
     for (int i = 0; i < M; i++) {
         size_t off = (size_t)s->it_row[i] * cstride + (size_t)s->it_pos[i] * D;
         memcpy(s->kc[l] + off, s->k + (size_t)i * D, (size_t)D * sizeof(float));
@@ -142,13 +151,31 @@ static void layer_items(dstate *s, int l, int M) {
         s2s_k_attention_fwd(s->a + (size_t)i * D, s->p + (size_t)i * H * Tmax, s->q + (size_t)i * D, kcl + ro,
                             vcl + ro, &len, 0, 1, H, 1, len, Dh);
     }
+}
+
+/* Run decoder layer l over the M items (row, position) in s->it_* whose inputs are
+ * gathered in s->x (updated in place to the layer's output). */
+static void layer_items(dstate *s, int l, int M) {
+    const s2s_model *m = s->m;
+    const s2s_dec_layer *L = &m->dec[l];
+    int D = s->D, H = m->cfg.n_heads, Dh = D / H;
+    size_t MD = (size_t)M * D;
+    s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln1.w->data, L->ln1.b->data, M, D);
+    s2s_dec_linear(s->q, s->h, &L->sq, M, D, D);
+    s2s_dec_linear(s->k, s->h, &L->sk, M, D, D);
+    s2s_dec_linear(s->v, s->h, &L->sv, M, D, D);
+    if (s->t2) s2s_deed_t2r_self(s->t2, l, s->a, s->q, s->k, s->v, s->it_row, M);
+    else self_attend_softmax(s, l, M);
     s2s_dec_linear(s->h, s->a, &L->so, M, D, D);
     s2s_dec_add(s->x, s->h, MD);
-    /* cross-attention over the projected source */
+    /* cross-attention over the projected source (T2R: its precomputed state) */
     s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln2.w->data, L->ln2.b->data, M, D);
     s2s_dec_linear(s->q, s->h, &L->cq, M, D, D);
-    s2s_dec_attend(s->a, s->p, s->q, s->ck[l], s->cv[l], (size_t)s->Ts * D, s->it_sent, s->src_len, s->Ts, M, H,
-                   Dh, Tmax);
+    if (s->t2)
+        s2s_deed_t2r_cross(s->t2, l, s->a, s->q, s->it_sent, M);
+    else
+        s2s_dec_attend(s->a, s->p, s->q, s->ck[l], s->cv[l], (size_t)s->Ts * D, s->it_sent, s->src_len, s->Ts, M, H,
+                       Dh, s->Tmax);
     s2s_dec_linear(s->h, s->a, &L->co, M, D, D);
     s2s_dec_add(s->x, s->h, MD);
     s2s_dec_ffn(s->x, s->h, s->f, s->mean, s->rstd, m, L, M);
@@ -223,7 +250,8 @@ static void exit_logits(dstate *s, int l, int n) {
     s2s_dec_linear(s->elog, s->eh, &out, n, D, V);
 }
 
-/* Copy mode: K/V of position t in layers above each row's exit, from its exited state. */
+/* Copy mode: K/V of position t in layers above each row's exit, from its exited state
+ * (T2R: folded into the layer's state). */
 static void copy_up(dstate *s, const int32_t *rows, int n) {
     const s2s_model *m = s->m;
     int D = s->D, t = s->t, Ld = s->Ld;
@@ -242,11 +270,14 @@ static void copy_up(dstate *s, const int32_t *rows, int n) {
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln1.w->data, L->ln1.b->data, M, D);
         s2s_dec_linear(s->k, s->h, &L->sk, M, D, D);
         s2s_dec_linear(s->v, s->h, &L->sv, M, D, D);
+        if (s->t2) s2s_deed_t2r_fold(s->t2, l, s->a, s->k, s->v, s->it_row, M);
         for (int i = 0; i < M; i++) {
             int r = s->it_row[i];
             size_t off = (size_t)r * cstride + (size_t)t * D;
-            memcpy(s->kc[l] + off, s->k + (size_t)i * D, (size_t)D * sizeof(float));
-            memcpy(s->vc[l] + off, s->v + (size_t)i * D, (size_t)D * sizeof(float));
+            if (!s->t2) {
+                memcpy(s->kc[l] + off, s->k + (size_t)i * D, (size_t)D * sizeof(float));
+                memcpy(s->vc[l] + off, s->v + (size_t)i * D, (size_t)D * sizeof(float));
+            }
             s->valid[(size_t)r * Ld + l] = t + 1;
         }
         s->st.copy_items += M;
@@ -308,11 +339,12 @@ static void d_select(void *stp, const int32_t *rows, int N_new) {
     if (identity) return;
     if (used > 0) {
         s2s_dec_gather_rows(&s->xs, &s->tmp, rows, N_new, cstride, used);
-        for (int l = 0; l < Ld; l++) {
+        for (int l = 0; !s->t2 && l < Ld; l++) {
             s2s_dec_gather_rows(&s->kc[l], &s->tmp, rows, N_new, cstride, used);
             s2s_dec_gather_rows(&s->vc[l], &s->tmp, rows, N_new, cstride, used);
         }
     }
+    if (s->t2) s2s_deed_t2r_select(s->t2, rows, N_new);
     for (int i = 0; i < N_new; i++) memcpy(s->itmp + (size_t)i * Ld, s->valid + (size_t)rows[i] * Ld, (size_t)Ld * sizeof(int32_t));
     memcpy(s->valid, s->itmp, (size_t)N_new * Ld * sizeof(int32_t));
     for (int i = 0; i < N_new; i++) memcpy(s->ltmp + (size_t)i * Ld, s->computed + (size_t)rows[i] * Ld, (size_t)Ld * sizeof(long));
@@ -326,7 +358,8 @@ static void d_free(void *stp) {
     dstate *s = stp;
     if (!s) return;
     if (s->o.stats) s2s_exit_stats_add(s->o.stats, &s->st);
-    for (int l = 0; l < s->Ld; l++) { free(s->kc[l]); free(s->vc[l]); free(s->ck[l]); free(s->cv[l]); }
+    s2s_deed_t2r_free(s->t2);
+    for (int l = 0; s->kc && l < s->Ld; l++) { free(s->kc[l]); free(s->vc[l]); free(s->ck[l]); free(s->cv[l]); }
     free(s->kc); free(s->vc); free(s->ck); free(s->cv);
     free(s->src_len); free(s->row_sent); free(s->valid); free(s->last_exit); free(s->computed);
     free(s->itmp); free(s->ltmp); free(s->xs); free(s->tmp);
@@ -338,8 +371,10 @@ static void d_free(void *stp) {
 }
 
 static size_t d_state_bytes(const s2s_model *m, int Ts, int t) {
-    /* per row: self K/V caches + residual streams (t positions) + cross K/V (per sentence) */
+    /* per row: self K/V caches + residual streams (t positions) + cross K/V (per sentence);
+     * T2R: the residual streams + the self and cross states */
     size_t D = (size_t)m->cfg.d_model, L = (size_t)m->cfg.dec_layers;
+    if (s2s_config_is_t2r(&m->cfg)) return sizeof(float) * D * (size_t)t + s2s_deed_t2r_row_bytes(m);
     return sizeof(float) * D * ((2 * L + 1) * (size_t)t + 2 * L * (size_t)Ts);
 }
 
@@ -349,12 +384,15 @@ static size_t d_start_bytes(const s2s_model *m, int B, int Ts, int R, int max_st
     size_t T = (size_t)(Ts > max_steps ? Ts : max_steps), CH = chunk_items((int)N);
     size_t F = (size_t)(c->d_ff > c->exit_rank ? c->d_ff : c->exit_rank);
     size_t cache = N * (size_t)max_steps * D;
-    size_t floats = (2 * L + 2) * cache                       /* K/V caches, residual streams, select spare */
-                    + 2 * L * (size_t)B * Ts * D              /* cross K/V */
-                    + CH * (6 * D + F + 2 + (size_t)c->n_heads * T) /* chunk scratch */
+    size_t floats = 2 * cache                                 /* residual streams, select spare */
+                    + CH * (6 * D + F + 2)                    /* chunk scratch */
                     + N * (2 * D + (size_t)c->tgt_vocab);     /* exit scratch */
     size_t ints = (size_t)B + N * (3 + 2 * L) + 3 * CH + 2 * N;
-    return floats * sizeof(float) + ints * sizeof(int32_t) + N * L * sizeof(long) * 2;
+    size_t attn = s2s_config_is_t2r(c) ? s2s_deed_t2r_start_bytes(m, B, Ts, (int)N)
+                                       : sizeof(float) * (2 * L * cache             /* K/V caches */
+                                                          + 2 * L * (size_t)B * Ts * D /* cross K/V */
+                                                          + CH * (size_t)c->n_heads * T); /* attention weights */
+    return floats * sizeof(float) + ints * sizeof(int32_t) + N * L * sizeof(long) * 2 + attn;
 }
 
 const s2s_decoder_ops s2s_deed_decoder = {
@@ -376,12 +414,20 @@ void s2s_exit_stats_add(s2s_exit_stats *a, const s2s_exit_stats *b) {
 
 const float *s2s_deed_keys(const void *st, int r, int l) {
     const dstate *s = st;
+    S2S_ASSERT(!s->t2);
     return s->kc[l] + (size_t)r * s->max_steps * s->D;
 }
 
 const float *s2s_deed_values(const void *st, int r, int l) {
     const dstate *s = st;
+    S2S_ASSERT(!s->t2);
     return s->vc[l] + (size_t)r * s->max_steps * s->D;
+}
+
+void s2s_deed_self_state(const void *st, int r, int l, const float **S, const float **z) {
+    const dstate *s = st;
+    S2S_ASSERT(s->t2 != NULL);
+    s2s_deed_t2r_row_state(s->t2, r, l, S, z);
 }
 
 int s2s_deed_valid(const void *st, int r, int l) {

@@ -5,7 +5,7 @@
  * Per layer a row carries its self-attention state S [H, kf, Dh], z [H, kf] (the
  * running sums of phi(k_j) v_j^T and phi(k_j), zero before the first step), updated
  * by s2s_k_t2r_step. Cross-attention needs no keys at all once start() has reduced
- * each source sentence to its state (s2s_k_t2r_cross_state over the projected encoder
+ * each source sentence to its state (s2s_dec_t2r_cross_states over the projected encoder
  * output, padding excluded): [B, H, kf, Dh] + [B, H, kf] per layer, shared by the
  * sentence's rows and queried each step (s2s_k_t2r_cross_query). select() gathers
  * the rows' self-attention states. Everything start() keeps is one allocation laid
@@ -24,10 +24,6 @@
 #include "kernels.h"
 #include "kernels_t2r.h"
 #include "model.h"
-
-/* a layer's feature map for the kernels: W, b, or NULL, NULL (cfg.t2r_map elu: elu+1) */
-#define PHI_W(p) ((p)->w ? (p)->w->data : NULL)
-#define PHI_B(p) ((p)->b ? (p)->b->data : NULL)
 
 typedef struct {
     const s2s_model *m;
@@ -92,18 +88,11 @@ static void *t2_start(const s2s_model *m, const float *enc, const int32_t *src_l
     plan(m, B, s->Nmax, s, s->block);
     for (int r = 0; r < s->N; r++) s->row_sent[r] = r / R;
     size_t self_S = (size_t)s->Nmax * H * kf * Dh, self_z = (size_t)s->Nmax * H * kf;
-    size_t nkv = (size_t)B * Ts * D;
-    float *ck = s2s_xmalloc((nkv ? nkv : 1) * sizeof(float)), *cv = s2s_xmalloc((nkv ? nkv : 1) * sizeof(float));
     for (int l = 0; l < c->dec_layers; l++) {
         memset(s->sS[l], 0, self_S * sizeof(float)); /* zero initial state */
         memset(s->sz[l], 0, self_z * sizeof(float));
-        const s2s_dec_layer *Ly = &m->dec[l];
-        s2s_dec_linear(ck, enc, &Ly->ck, B * Ts, D, D);
-        s2s_dec_linear(cv, enc, &Ly->cv, B * Ts, D, D);
-        s2s_k_t2r_cross_state(s->cS[l], s->cz[l], ck, cv, PHI_W(&Ly->cphi), PHI_B(&Ly->cphi), src_len, B, H, Ts,
-                              Dh, kf);
     }
-    free(ck); free(cv);
+    s2s_dec_t2r_cross_states(s->cS, s->cz, m, enc, src_len, B, Ts);
     return s;
 }
 
@@ -120,7 +109,7 @@ static void t2_step(void *st, float *logits, const int32_t *tokens, int N) {
         float *xr = s->x + (size_t)r * D;
         for (int d = 0; d < D; d++) xr[d] = e[d] * sq + pe[d];
     }
-    size_t ND = (size_t)N * D, cS = (size_t)H * kf * Dh, cz = (size_t)H * kf;
+    size_t ND = (size_t)N * D;
     for (int l = 0; l < c->dec_layers; l++) {
         const s2s_dec_layer *L = &m->dec[l];
         /* self-attention: one recurrent step on the rows' states */
@@ -128,21 +117,14 @@ static void t2_step(void *st, float *logits, const int32_t *tokens, int N) {
         s2s_dec_linear(s->q, s->h, &L->sq, N, D, D);
         s2s_dec_linear(s->k, s->h, &L->sk, N, D, D);
         s2s_dec_linear(s->v, s->h, &L->sv, N, D, D);
-        s2s_k_t2r_step(s->a, s->sS[l], s->sz[l], s->q, s->k, s->v, PHI_W(&L->sphi), PHI_B(&L->sphi), N, H, Dh, kf);
+        s2s_k_t2r_step(s->a, s->sS[l], s->sz[l], s->q, s->k, s->v, s2s_dec_phi_w(&L->sphi), s2s_dec_phi_b(&L->sphi), N,
+                       H, Dh, kf);
         s2s_dec_linear(s->h, s->a, &L->so, N, D, D);
         s2s_dec_add(s->x, s->h, ND);
         /* cross-attention: query the sentence's precomputed state */
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln2.w->data, L->ln2.b->data, N, D);
         s2s_dec_linear(s->q, s->h, &L->cq, N, D, D);
-        const float *S = s->cS[l], *z = s->cz[l], *W = PHI_W(&L->cphi), *b = PHI_B(&L->cphi);
-        const int32_t *sent = s->row_sent;
-        float *a = s->a;
-        const float *q = s->q;
-        /* the kernel stays serial inside for one row (no nested parallelism) */
-#pragma omp parallel for schedule(static) if (N >= 4 && (size_t)N * cS > 65536)
-        for (int r = 0; r < N; r++)
-            s2s_k_t2r_cross_query(a + (size_t)r * D, S + (size_t)sent[r] * cS, z + (size_t)sent[r] * cz,
-                                  q + (size_t)r * D, W, b, 1, H, 1, Dh, kf);
+        s2s_dec_t2r_cross_query(s->a, s->cS[l], s->cz[l], s->q, &L->cphi, s->row_sent, N, H, Dh, kf);
         s2s_dec_linear(s->h, s->a, &L->co, N, D, D);
         s2s_dec_add(s->x, s->h, ND);
         /* feed-forward */

@@ -2,9 +2,12 @@
  * decoder.h): a per-layer self-attention K/V cache that grows one position a
  * step, and cross-attention K/V projected once per source sentence at start.
  * Linear layers and LayerNorm run through the fast kernels over all live rows
- * at once (one sgemm per projection); attention over the cache runs the fast
- * attention kernel per row. Checked against the teacher-forced forward pass of
- * model.c by tests/test_model.c. */
+ * at once (one GEMM per projection); attention runs a one-query kernel per row.
+ * The cache is time-major: step t's keys/values of the rows in slots 0..N-1 are one
+ * [N, D] block (the K and V projections write straight into it), and a table says
+ * which slot holds each of a row's positions, so select() (beam reordering, dropping
+ * finished rows) gathers that table of ints instead of copying the caches. Checked
+ * against the teacher-forced forward pass of model.c by tests/test_model.c. */
 #include <math.h>
 #include <string.h>
 
@@ -20,12 +23,13 @@ typedef struct {
     int N, Nmax;        /* live rows, capacity (B*R) */
     int t;              /* steps taken */
     int32_t *src_len;   /* [B] */
+    int32_t *src_first; /* [B] sentence b's first row in ck/cv */
     int32_t *row_sent;  /* [Nmax] sentence of each row */
     int32_t *rows_tmp;  /* [Nmax] select scratch */
-    float **kc, **vc;   /* [Ld] -> [Nmax, max_steps, D] self-attention cache */
-    float **ck, **cv;   /* [Ld] -> [B, Ts, D] cross-attention keys/values */
-    float *tmp;         /* [Nmax, max_steps, D] select scratch */
-    float *x, *h, *q, *k, *v, *a; /* [Nmax, D] */
+    float **kc, **vc;   /* [Ld] -> [max_steps, Nmax, D] self-attention cache: step t, slot i */
+    int32_t *slot, *slot_tmp; /* [Nmax, max_steps]: the slot holding row r's position j; select scratch */
+    float **ck, **cv;   /* [Ld] -> [sum of src_len, D] cross-attention keys/values (source rows only) */
+    float *x, *h, *q, *a; /* [Nmax, D] */
     float *f;           /* [Nmax, F] */
     float *mean, *rstd; /* [Nmax] */
     float *p;           /* [Nmax, H, max(Ts, max_steps)] attention weights */
@@ -47,19 +51,32 @@ static void *t_start(const s2s_model *m, const float *enc, const int32_t *src_le
     s->kc = s2s_xcalloc((size_t)L, sizeof(float *)); s->vc = s2s_xcalloc((size_t)L, sizeof(float *));
     s->ck = s2s_xcalloc((size_t)L, sizeof(float *)); s->cv = s2s_xcalloc((size_t)L, sizeof(float *));
     size_t cache = Nm * (size_t)max_steps * D;
+    /* cross K/V of the source rows only (attention never reads a padding row's) */
+    s->src_first = s2s_xmalloc((size_t)B * sizeof(int32_t));
+    int Nsrc = 0;
+    for (int b = 0; b < B; b++) {
+        s->src_first[b] = Nsrc;
+        Nsrc += src_len[b] < Ts ? (src_len[b] > 0 ? src_len[b] : 0) : Ts;
+    }
+    float *ec = NULL;
+    if (Nsrc < B * Ts) {
+        ec = s2s_xmalloc(((size_t)Nsrc + 1) * D * sizeof(float));
+        s2s_dec_rows_pack(ec, enc, src_len, B, Ts, D);
+    }
     for (int l = 0; l < L; l++) {
         s->kc[l] = s2s_xmalloc(cache * sizeof(float));
         s->vc[l] = s2s_xmalloc(cache * sizeof(float));
-        s->ck[l] = s2s_xmalloc((size_t)B * Ts * D * sizeof(float));
-        s->cv[l] = s2s_xmalloc((size_t)B * Ts * D * sizeof(float));
+        s->ck[l] = s2s_xmalloc(((size_t)Nsrc + 1) * D * sizeof(float));
+        s->cv[l] = s2s_xmalloc(((size_t)Nsrc + 1) * D * sizeof(float));
         const s2s_dec_layer *Ly = &m->dec[l];
-        s2s_dec_linear(s->ck[l], enc, &Ly->ck, B * Ts, D, D);
-        s2s_dec_linear(s->cv[l], enc, &Ly->cv, B * Ts, D, D);
+        s2s_dec_linear(s->ck[l], ec ? ec : enc, &Ly->ck, Nsrc, D, D);
+        s2s_dec_linear(s->cv[l], ec ? ec : enc, &Ly->cv, Nsrc, D, D);
     }
-    s->tmp = s2s_xmalloc(cache * sizeof(float));
+    free(ec);
+    s->slot = s2s_xmalloc(Nm * (size_t)max_steps * sizeof(int32_t));
+    s->slot_tmp = s2s_xmalloc(Nm * (size_t)max_steps * sizeof(int32_t));
     s->x = s2s_xmalloc(Nm * D * sizeof(float)); s->h = s2s_xmalloc(Nm * D * sizeof(float));
-    s->q = s2s_xmalloc(Nm * D * sizeof(float)); s->k = s2s_xmalloc(Nm * D * sizeof(float));
-    s->v = s2s_xmalloc(Nm * D * sizeof(float)); s->a = s2s_xmalloc(Nm * D * sizeof(float));
+    s->q = s2s_xmalloc(Nm * D * sizeof(float)); s->a = s2s_xmalloc(Nm * D * sizeof(float));
     s->f = s2s_xmalloc(Nm * (size_t)c->d_ff * sizeof(float));
     s->mean = s2s_xmalloc(Nm * sizeof(float)); s->rstd = s2s_xmalloc(Nm * sizeof(float));
     int T = Ts > max_steps ? Ts : max_steps;
@@ -84,28 +101,24 @@ static void t_step(void *st, float *logits, const int32_t *tokens, int N) {
         for (int d = 0; d < D; d++) xr[d] = e[d] * sq + pe[d];
     }
     int Tmax = s->Ts > s->max_steps ? s->Ts : s->max_steps;
-    size_t ND = (size_t)N * D, cstride = (size_t)s->max_steps * D;
+    size_t tstride = (size_t)s->Nmax * D; /* one step of the cache */
+    for (int r = 0; r < N; r++) s->slot[(size_t)r * s->max_steps + t] = r; /* this step: slot r */
     for (int l = 0; l < c->dec_layers; l++) {
         const s2s_dec_layer *L = &m->dec[l];
-        /* self-attention over the cache */
+        /* self-attention over the cache; this step's K/V go straight into it */
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln1.w->data, L->ln1.b->data, N, D);
         s2s_dec_linear(s->q, s->h, &L->sq, N, D, D);
-        s2s_dec_linear(s->k, s->h, &L->sk, N, D, D);
-        s2s_dec_linear(s->v, s->h, &L->sv, N, D, D);
-        for (int r = 0; r < N; r++) {
-            memcpy(s->kc[l] + r * cstride + (size_t)t * D, s->k + (size_t)r * D, (size_t)D * sizeof(float));
-            memcpy(s->vc[l] + r * cstride + (size_t)t * D, s->v + (size_t)r * D, (size_t)D * sizeof(float));
-        }
-        s2s_dec_attend(s->a, s->p, s->q, s->kc[l], s->vc[l], cstride, NULL, NULL, t + 1, N, H, Dh, Tmax);
-        s2s_dec_linear(s->h, s->a, &L->so, N, D, D);
-        s2s_dec_add(s->x, s->h, ND);
+        s2s_dec_linear(s->kc[l] + t * tstride, s->h, &L->sk, N, D, D);
+        s2s_dec_linear(s->vc[l] + t * tstride, s->h, &L->sv, N, D, D);
+        s2s_dec_attend_at(s->a, s->p, s->q, s->kc[l], s->vc[l], tstride, D, s->slot, s->max_steps, NULL, NULL,
+                          NULL, t + 1, N, H, Dh, Tmax);
+        s2s_dec_linear_add(s->x, s->h, s->a, &L->so, N, D, D);
         /* cross-attention over the projected source */
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln2.w->data, L->ln2.b->data, N, D);
         s2s_dec_linear(s->q, s->h, &L->cq, N, D, D);
-        s2s_dec_attend(s->a, s->p, s->q, s->ck[l], s->cv[l], (size_t)s->Ts * D, s->row_sent, s->src_len,
-               s->Ts, N, H, Dh, Tmax);
-        s2s_dec_linear(s->h, s->a, &L->co, N, D, D);
-        s2s_dec_add(s->x, s->h, ND);
+        s2s_dec_attend_at(s->a, s->p, s->q, s->ck[l], s->cv[l], D, D, NULL, 0, s->row_sent, s->src_first, s->src_len,
+                          s->Ts, N, H, Dh, Tmax);
+        s2s_dec_linear_add(s->x, s->h, s->a, &L->co, N, D, D);
         /* feed-forward */
         s2s_dec_ffn(s->x, s->h, s->f, s->mean, s->rstd, m, L, N);
     }
@@ -116,17 +129,16 @@ static void t_step(void *st, float *logits, const int32_t *tokens, int N) {
 static void t_select(void *st, const int32_t *rows, int N_new) {
     tstate *s = st;
     S2S_ASSERT(N_new <= s->Nmax);
-    int D = s->m->cfg.d_model;
-    size_t cstride = (size_t)s->max_steps * D, used = (size_t)s->t * D;
+    size_t used = (size_t)s->t;
     int identity = N_new == s->N;
     for (int i = 0; identity && i < N_new; i++) identity = rows[i] == i;
     if (!identity && used > 0) {
-        /* gather each cache into the spare buffer, then swap: one copy per cache */
+        /* the caches stay: each new row takes its old row's slot table */
         for (int i = 0; i < N_new; i++) S2S_ASSERT(rows[i] >= 0 && rows[i] < s->N);
-        for (int l = 0; l < s->m->cfg.dec_layers; l++) {
-            s2s_dec_gather_rows(&s->kc[l], &s->tmp, rows, N_new, cstride, used);
-            s2s_dec_gather_rows(&s->vc[l], &s->tmp, rows, N_new, cstride, used);
-        }
+        for (int i = 0; i < N_new; i++)
+            memcpy(s->slot_tmp + (size_t)i * s->max_steps, s->slot + (size_t)rows[i] * s->max_steps,
+                   used * sizeof(int32_t));
+        int32_t *tt = s->slot; s->slot = s->slot_tmp; s->slot_tmp = tt;
     }
     s2s_dec_gather_i32(s->row_sent, s->rows_tmp, rows, N_new);
     s->N = N_new;
@@ -137,8 +149,8 @@ static void t_free(void *st) {
     if (!s) return;
     for (int l = 0; l < s->m->cfg.dec_layers; l++) { free(s->kc[l]); free(s->vc[l]); free(s->ck[l]); free(s->cv[l]); }
     free(s->kc); free(s->vc); free(s->ck); free(s->cv);
-    free(s->src_len); free(s->row_sent); free(s->rows_tmp); free(s->tmp);
-    free(s->x); free(s->h); free(s->q); free(s->k); free(s->v); free(s->a); free(s->f);
+    free(s->src_len); free(s->src_first); free(s->row_sent); free(s->rows_tmp); free(s->slot); free(s->slot_tmp);
+    free(s->x); free(s->h); free(s->q); free(s->a); free(s->f);
     free(s->mean); free(s->rstd); free(s->p);
     free(s);
 }
@@ -153,11 +165,13 @@ static size_t t_start_bytes(const s2s_model *m, int B, int Ts, int R, int max_st
     size_t D = (size_t)c->d_model, L = (size_t)c->dec_layers, N = (size_t)B * R;
     size_t T = (size_t)(Ts > max_steps ? Ts : max_steps);
     size_t cache = N * (size_t)max_steps * D;               /* one K or V cache */
-    size_t floats = (2 * L + 1) * cache                      /* K/V caches + select spare */
+    size_t floats = 2 * L * cache                            /* K/V caches */
                     + 2 * L * (size_t)B * Ts * D             /* cross K/V */
-                    + N * (6 * D + (size_t)c->d_ff + 2)      /* row scratch */
-                    + N * (size_t)c->n_heads * T;            /* attention weights */
-    return floats * sizeof(float) + N * 2 * sizeof(int32_t) + (size_t)B * sizeof(int32_t);
+                    + (size_t)B * Ts * D                     /* start: source rows packed */
+                    + N * (4 * D + (size_t)c->d_ff + 2)      /* row scratch */
+                    + N * (size_t)c->n_heads * T;            /* attention scores */
+    return floats * sizeof(float) + N * (2 + 2 * (size_t)max_steps) * sizeof(int32_t) /* + slot tables */
+           + 2 * (size_t)B * sizeof(int32_t);
 }
 
 const s2s_decoder_ops s2s_transformer_decoder = {

@@ -256,6 +256,22 @@ static size_t numel(int ndim, const int *shape) {
     return n;
 }
 
+const float *s2s_weight_packed(s2s_tensor *w) {
+    if (!w->frozen || w->ndim != 2 || !w->data) return NULL;
+    float *p = __atomic_load_n(&w->packed, __ATOMIC_ACQUIRE);
+    if (p) return p;
+    const int M = w->shape[0], K = w->shape[1];
+    size_t bytes = s2s_gemm_packed_floats(K, M) * sizeof(float);
+    float *mine = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!mine) return NULL; /* the unpacked kernels still work */
+    s2s_gemm_pack(mine, w->data, K, M);
+    float *expected = NULL;
+    if (__atomic_compare_exchange_n(&w->packed, &expected, mine, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return mine;
+    free(mine); /* another thread packed it first */
+    return expected;
+}
+
 s2s_tensor *s2s_param_new(int ndim, const int *shape) {
     S2S_ASSERT(ndim >= 1 && ndim <= 4);
     s2s_tensor *t = s2s_xcalloc(1, sizeof *t);
@@ -373,8 +389,9 @@ static void ew_scale(s2s_graph *g, float *y, const float *a, float s, size_t n) 
     for (size_t i = 0; i < n; i++) y[i] = a[i] * s;
 }
 
-/* y += s * x */
-static void ew_axpy(s2s_graph *g, float *y, float s, const float *x, size_t n) {
+/* y += s * x, or y = s * x when set (the first write of a gradient) */
+static void ew_axpy(s2s_graph *g, float *y, float s, const float *x, size_t n, int set) {
+    if (set) { ew_scale(g, y, x, s, n); return; }
 #ifdef S2S_CUDA
     if (g->cuda) { s2s_kcu_axpy(y, s, x, n); return; }
 #endif
@@ -382,8 +399,9 @@ static void ew_axpy(s2s_graph *g, float *y, float s, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += s * x[i];
 }
 
-/* y += a * b */
-static void ew_mul_acc(s2s_graph *g, float *y, const float *a, const float *b, size_t n) {
+/* y += a * b, or y = a * b when set */
+static void ew_mul_acc(s2s_graph *g, float *y, const float *a, const float *b, size_t n, int set) {
+    if (set) { ew_mul(g, y, a, b, n); return; }
 #ifdef S2S_CUDA
     if (g->cuda) { s2s_kcu_mul_acc(y, a, b, n); return; }
 #endif
@@ -452,8 +470,11 @@ s2s_tensor *s2s_linear(s2s_graph *g, s2s_tensor *x, s2s_tensor *w, s2s_tensor *b
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = M;
     s2s_tensor *y = tensor_out(g, x->ndim, shape);
+    const float *pw = NULL;
     if (!g->cuda && w->half && N <= S2S_F16_MAX_ROWS) /* inference on an fp16 model, few rows */
         s2s_k_linear_f16_fwd(y->data, x->data, w->half, b ? b->data : NULL, N, K, M);
+    else if (!g->cuda && N >= S2S_PACKED_MIN_ROWS && (pw = s2s_weight_packed(w))) /* inference */
+        s2s_k_linear_packed_fwd(y->data, x->data, pw, b ? b->data : NULL, N, K, M);
     else
         KERN(linear_fwd)(DAT(y), DAT(x), DAT(w), b ? DAT(b) : NULL, N, K, M);
     node *nd = record(g, OP_LINEAR, y, x, w, b);
@@ -769,6 +790,16 @@ s2s_tensor *s2s_mean(s2s_graph *g, s2s_tensor *x) {
 
 /* ------------------------------------------------------------- backward */
 
+/* Gradient buffers. The backward runs the tape in reverse, so every op that writes a
+ * tensor's gradient runs before the node that made the tensor reads it, and until the
+ * first of them a non-parameter tensor's gradient pointer is NULL. That first writer
+ * need not add to zeros: gbuf_first gives it a buffer that is not zeroed and sets the
+ * kernel's assign bit, so it overwrites (beta = 0 GEMMs, = instead of +=; kernels.h).
+ * Later writers, parameters (their gradients add up across steps and micro-batches;
+ * optim.c zeroes them) and ops that write only part of a gradient (embedding scatter,
+ * hard-concrete slice, the scans, ...) use gbuf: zeroed on first use, then +=.
+ * A gradient no op writes stays NULL, and its node is skipped. */
+
 /* Gradient buffer of an input, allocated (zeroed) on first use; NULL if not needed. */
 static float *gbuf(s2s_graph *g, s2s_tensor *t) {
     if (!t || !t->requires_grad) return NULL;
@@ -778,6 +809,34 @@ static float *gbuf(s2s_graph *g, s2s_tensor *t) {
     }
     if (!t->grad) t->grad = fbuf0(g, t->n);
     return t->grad;
+}
+
+static void set_grad(s2s_graph *g, s2s_tensor *t, float *p) {
+    if (g->cuda) t->dev_grad = p;
+    else t->grad = p;
+}
+
+/* 1 when this node's backward is the first writer of input i's gradient: needed, none
+ * yet, not a parameter, and not also another input of the node (one kernel call then
+ * writes it twice, in an order of the kernel's own, so both writes must add). */
+static int first_write(const s2s_graph *g, const node *nd, int i) {
+    const s2s_tensor *t = nd->in[i];
+    if (!t || !t->requires_grad || t->is_param || GRD(t)) return 0;
+    for (int j = 0; j < 5; j++)
+        if (j != i && nd->in[j] == t) return 0;
+    return 1;
+}
+
+/* Gradient buffer of input i for a backward that writes every element of it: on the
+ * first write an unzeroed buffer, with S2S_ASSIGN(i) added to *assign (input i's
+ * gradient is the kernel's i-th gradient output); otherwise gbuf's. */
+static float *gbuf_first(s2s_graph *g, const node *nd, int i, int *assign) {
+    s2s_tensor *t = nd->in[i];
+    if (!first_write(g, nd, i)) return gbuf(g, t);
+    float *p = fbuf(g, t->n);
+    set_grad(g, t, p);
+    *assign |= S2S_ASSIGN(i);
+    return p;
 }
 
 void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss) {
@@ -793,58 +852,78 @@ void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss) {
         s2s_tensor *y = nd->out, *a = nd->in[0], *b = nd->in[1], *c = nd->in[2];
         const float *dy = GRD(y);
         if (!dy) continue; /* output never used by the loss */
-        float *da, *db;
+        float *da, *db, *dc;
+        int asg = 0; /* the assign bits of gbuf_first's buffers */
         const double t0 = g->prof ? prof_now(g) : 0.0;
         switch (nd->op) {
-        case OP_LINEAR:
-            KERN(linear_bwd)(gbuf(g, a), gbuf(g, b), gbuf(g, c), dy, DAT(a), DAT(b), nd->ia[0], nd->ia[1], nd->ia[2]);
+        case OP_LINEAR: /* dW, db: parameters, accumulated */
+            da = gbuf_first(g, nd, 0, &asg);
+            KERN(linear_bwd)(da, gbuf(g, b), gbuf(g, c), dy, DAT(a), DAT(b), nd->ia[0], nd->ia[1], nd->ia[2],
+                             asg);
             break;
         case OP_MATMUL:
-            KERN(matmul_bwd)(gbuf(g, a), gbuf(g, b), dy, DAT(a), DAT(b), nd->ia[0], nd->ia[1], nd->ia[2]);
+            da = gbuf_first(g, nd, 0, &asg);
+            db = gbuf_first(g, nd, 1, &asg);
+            KERN(matmul_bwd)(da, db, dy, DAT(a), DAT(b), nd->ia[0], nd->ia[1], nd->ia[2], asg);
             break;
         case OP_ADD:
-            if ((da = gbuf(g, a))) ew_axpy(g, da, 1.0f, dy, y->n);
-            if ((db = gbuf(g, b))) ew_axpy(g, db, 1.0f, dy, y->n);
+            /* dy is final (y's consumers ran before) and no later node reads it (y is this
+             * node's output only), so a's first gradient can be dy's buffer itself: later
+             * writers of a's gradient then add into it, as into a copy */
+            if (first_write(g, nd, 0)) set_grad(g, a, (float *)dy);
+            else if ((da = gbuf(g, a))) ew_axpy(g, da, 1.0f, dy, y->n, 0);
+            if ((db = gbuf_first(g, nd, 1, &asg))) ew_axpy(g, db, 1.0f, dy, y->n, asg & S2S_ASSIGN(1));
             break;
         case OP_MUL:
-            if ((da = gbuf(g, a))) ew_mul_acc(g, da, dy, DAT(b), y->n);
-            if ((db = gbuf(g, b))) ew_mul_acc(g, db, dy, DAT(a), y->n);
+            da = gbuf_first(g, nd, 0, &asg);
+            db = gbuf_first(g, nd, 1, &asg);
+            if (da) ew_mul_acc(g, da, dy, DAT(b), y->n, asg & S2S_ASSIGN(0));
+            if (db) ew_mul_acc(g, db, dy, DAT(a), y->n, asg & S2S_ASSIGN(1));
             break;
         case OP_SCALE:
-            if ((da = gbuf(g, a))) ew_axpy(g, da, nd->fa[0], dy, y->n);
+            if ((da = gbuf_first(g, nd, 0, &asg))) ew_axpy(g, da, nd->fa[0], dy, y->n, asg);
             break;
         case OP_EMBEDDING:
             KERN(embedding_bwd)(gbuf(g, a), dy, nd->si, nd->ia[0], nd->ia[1]);
             break;
-        case OP_LAYERNORM:
-            KERN(layernorm_bwd)(gbuf(g, a), gbuf(g, b), gbuf(g, c), dy, DAT(a), nd->sv[0], nd->sv[1], DAT(b),
-                                nd->ia[0], nd->ia[1]);
+        case OP_LAYERNORM: /* dg, db: parameters, accumulated */
+            da = gbuf_first(g, nd, 0, &asg);
+            KERN(layernorm_bwd)(da, gbuf(g, b), gbuf(g, c), dy, DAT(a), nd->sv[0], nd->sv[1], DAT(b),
+                                nd->ia[0], nd->ia[1], asg);
             break;
         case OP_SOFTMAX:
-            KERN(softmax_bwd)(gbuf(g, a), dy, DAT(y), rows(y), last_dim(y));
+            da = gbuf_first(g, nd, 0, &asg);
+            KERN(softmax_bwd)(da, dy, DAT(y), rows(y), last_dim(y), asg);
             break;
         case OP_LOGSOFTMAX:
-            KERN(logsoftmax_bwd)(gbuf(g, a), dy, DAT(y), rows(y), last_dim(y));
+            da = gbuf_first(g, nd, 0, &asg);
+            KERN(logsoftmax_bwd)(da, dy, DAT(y), rows(y), last_dim(y), asg);
             break;
         case OP_RELU:
-            KERN(relu_bwd)(gbuf(g, a), dy, DAT(a), y->n);
+            da = gbuf_first(g, nd, 0, &asg);
+            KERN(relu_bwd)(da, dy, DAT(a), y->n, asg);
             break;
         case OP_GELU:
-            KERN(gelu_bwd)(gbuf(g, a), dy, DAT(a), y->n);
+            da = gbuf_first(g, nd, 0, &asg);
+            KERN(gelu_bwd)(da, dy, DAT(a), y->n, asg);
             break;
         case OP_DROPOUT:
-            if ((da = gbuf(g, a))) ew_mul_acc(g, da, dy, nd->sv[0], y->n);
+            if ((da = gbuf_first(g, nd, 0, &asg))) ew_mul_acc(g, da, dy, nd->sv[0], y->n, asg);
             break;
         case OP_ATTENTION:
-            KERN(attention_bwd)(gbuf(g, a), gbuf(g, b), gbuf(g, c), dy, nd->sv[0], DAT(a), DAT(b), DAT(c),
-                                nd->ia[0], nd->ia[1], nd->ia[2], nd->ia[3], nd->ia[4]);
+            da = gbuf_first(g, nd, 0, &asg);
+            db = gbuf_first(g, nd, 1, &asg);
+            dc = gbuf_first(g, nd, 2, &asg);
+            KERN(attention_bwd)(da, db, dc, dy, nd->sv[0], DAT(a), DAT(b), DAT(c), nd->ia[0], nd->ia[1],
+                                nd->ia[2], nd->ia[3], nd->ia[4], asg);
             break;
         case OP_XENT: {
             int N = nd->ia[0], cnt = nd->ia[3];
             if (cnt == 0) break;
             float *dl = fbuf0(g, (size_t)N); /* dloss_n = dy / cnt for every row */
             ew_bcast_acc(g, dl, dy, 1.0f / (float)cnt, (size_t)N);
-            KERN(xent_bwd)(gbuf(g, a), dl, nd->sv[0], nd->si, nd->fa[0], nd->ia[2], N, nd->ia[1]);
+            da = gbuf_first(g, nd, 0, &asg); /* ignored rows: zeros */
+            KERN(xent_bwd)(da, dl, nd->sv[0], nd->si, nd->fa[0], nd->ia[2], N, nd->ia[1], asg);
         } break;
         case OP_SSRU:
             KERN(ssru_bwd)(gbuf(g, a), dy, DAT(a), nd->sv[0], NULL, nd->ia[0], nd->ia[1], nd->ia[2]);

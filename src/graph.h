@@ -31,6 +31,11 @@ typedef struct s2s_tensor {
     int requires_grad; /* parameter, or computed from one */
     int is_param;      /* long-lived (s2s_param_new), grad persists across resets */
     const uint16_t *half; /* [n] fp16 copy of data for inference kernels, or NULL */
+    /* A weight of an inference model (s2s_model_load, not trainable): data never changes,
+     * so a 2-D one may be kept repacked for kernels_gemm.c; packed is that copy, made on
+     * first use by s2s_weight_packed and freed with the model, or NULL. */
+    int frozen;
+    float *packed;
     float *dev_data;   /* [n] on the GPU (CUDA graphs, s2s_model_to_cuda), or NULL */
     float *dev_grad;   /* [n] on the GPU, or NULL */
 } s2s_tensor;
@@ -38,6 +43,10 @@ typedef struct s2s_tensor {
 typedef struct s2s_graph s2s_graph;
 
 s2s_graph *s2s_graph_new(void);
+/* The packed copy of a frozen 2-D weight w[M, K] (kernels.h: s2s_gemm_pack), made on the
+ * first call (thread-safe: concurrent first calls agree on one copy); NULL when w is not
+ * frozen. s2s_linear and the decoders' linear layers use it from S2S_PACKED_MIN_ROWS rows. */
+const float *s2s_weight_packed(s2s_tensor *w);
 /* A graph whose ops run on the GPU (kernels_cuda.h): every tensor it makes lives in
  * device memory (dev_data/dev_grad; data/grad stay NULL) and parameters must have
  * been moved with s2s_model_to_cuda. NULL (message in err) without a usable GPU. */
@@ -60,7 +69,10 @@ size_t s2s_graph_arena_used(const s2s_graph *g);
 void s2s_graph_set_profile(s2s_graph *g, int on);
 double s2s_graph_profile_seconds(const s2s_graph *g, const char *op, int backward, long *calls);
 void s2s_graph_profile_print(const s2s_graph *g, FILE *f);
-/* loss must be a scalar (n == 1); seeds dloss = 1. */
+/* loss must be a scalar (n == 1); seeds dloss = 1. Once per tape (reset in between).
+ * Parameters' .grad ADD the step's gradients (zeroing them is the caller's); other
+ * tensors' gradient buffers are the backward's scratch: written first rather than
+ * added to, and a sum's input may take over its output's buffer (graph.c). */
 void s2s_graph_backward(s2s_graph *g, s2s_tensor *loss);
 
 /* Tensors */

@@ -9,7 +9,12 @@
  *
  * Conventions: outputs first, then const inputs, then sizes. All tensors are
  * contiguous row-major fp32. Backward kernels ACCUMULATE (+=) into the gradient
- * buffers they are given (a NULL gradient pointer means "not needed").
+ * buffers they are given (a NULL gradient pointer means "not needed"), except that
+ * those with a last argument `assign` OVERWRITE their i-th gradient output when bit i
+ * of assign is set (S2S_ASSIGN(i)): every element is written and the old contents,
+ * even NaN, are never read. That is how the graph's backward writes the first
+ * gradient of an activation without zeroing its buffer first (graph.c: gbuf_first).
+ * Each kernel says which bits it honours; the others' outputs always accumulate.
  * Size letters: N rows (= B*T), K in-features, M out-features, D model dim,
  * B batch, H heads, Tq query length, Tk key length, V vocabulary. */
 #ifndef S2S_KERNELS_H
@@ -22,32 +27,37 @@
     /* y[N,M] = x[N,K] @ w[M,K]^T + b[M]   (b may be NULL) */                             \
     void P##linear_fwd(float *y, const float *x, const float *w, const float *b, int N,  \
                        int K, int M);                                                     \
-    /* dx[N,K] += dy @ w;  dw[M,K] += dy^T @ x;  db[M] += sum_n dy  (each may be NULL) */ \
+    /* dx[N,K] += dy @ w;  dw[M,K] += dy^T @ x;  db[M] += sum_n dy  (each may be NULL); \
+     * assign: bit 0 (dx) */                                                             \
     void P##linear_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, \
-                       const float *w, int N, int K, int M);                              \
+                       const float *w, int N, int K, int M, int assign);                  \
     /* c[M,N] = a[M,K] @ b[K,N] (plain matmul, overwrite) */                              \
     void P##matmul_fwd(float *c, const float *a, const float *b, int M, int K, int N);   \
-    /* da[M,K] += dc @ b^T;  db[K,N] += a^T @ dc */                                       \
+    /* da[M,K] += dc @ b^T;  db[K,N] += a^T @ dc;  assign: bits 0 (da), 1 (db) */         \
     void P##matmul_bwd(float *da, float *db, const float *dc, const float *a,            \
-                       const float *b, int M, int K, int N);                              \
+                       const float *b, int M, int K, int N, int assign);                  \
     /* y[N,D] = (x - mean) * rstd * g + b; saves mean[N], rstd[N]; eps = 1e-5 */          \
     void P##layernorm_fwd(float *y, float *mean, float *rstd, const float *x,            \
                           const float *g, const float *b, int N, int D);                  \
+    /* assign: bit 0 (dx) */                                                              \
     void P##layernorm_bwd(float *dx, float *dg, float *db, const float *dy,              \
                           const float *x, const float *mean, const float *rstd,           \
-                          const float *g, int N, int D);                                  \
+                          const float *g, int N, int D, int assign);                      \
     /* row softmax over the last dim: y[N,D] */                                           \
     void P##softmax_fwd(float *y, const float *x, int N, int D);                         \
-    void P##softmax_bwd(float *dx, const float *dy, const float *y, int N, int D);       \
+    void P##softmax_bwd(float *dx, const float *dy, const float *y, int N, int D,        \
+                        int assign);                                                      \
     /* row log-softmax: y[N,D] */                                                         \
     void P##logsoftmax_fwd(float *y, const float *x, int N, int D);                      \
-    void P##logsoftmax_bwd(float *dx, const float *dy, const float *y, int N, int D);    \
-    /* elementwise activations over n values; bwd uses the INPUT x */                     \
+    void P##logsoftmax_bwd(float *dx, const float *dy, const float *y, int N, int D,     \
+                           int assign);                                                   \
+    /* elementwise activations over n values; bwd uses the INPUT x. The single-gradient  \
+     * backward kernels (softmax, log-softmax, relu, gelu, xent) honour assign bit 0. */  \
     void P##relu_fwd(float *y, const float *x, size_t n);                                \
-    void P##relu_bwd(float *dx, const float *dy, const float *x, size_t n);              \
+    void P##relu_bwd(float *dx, const float *dy, const float *x, size_t n, int assign);  \
     /* GELU, tanh approximation is NOT used: exact erf form, as torch's default */       \
     void P##gelu_fwd(float *y, const float *x, size_t n);                                \
-    void P##gelu_bwd(float *dx, const float *dy, const float *x, size_t n);              \
+    void P##gelu_bwd(float *dx, const float *dy, const float *x, size_t n, int assign);  \
     /* out[N,D] = table[ids[n], :] ; dtable[V,D] += scatter of dout */                   \
     void P##embedding_fwd(float *out, const float *table, const int32_t *ids, int N,     \
                           int D);                                                         \
@@ -58,13 +68,15 @@
      * kv_len[B]: keys j >= kv_len[b] are masked (padding); kv_len may be NULL (none).   \
      * causal: key j is masked for query i when j > i + (Tk - Tq).                       \
      * out[B,Tq,H*Dh]; p[B,H,Tq,Tk] saves the probabilities (masked entries 0).          \
-     * scale = 1/sqrt(Dh). A query row with every key masked gets p = 0, out = 0. */     \
+     * scale = 1/sqrt(Dh). A query row with every key masked gets p = 0, out = 0.        \
+     * bwd assign: bits 0 (dq), 1 (dk), 2 (dv). */                                        \
     void P##attention_fwd(float *out, float *p, const float *q, const float *k,          \
                           const float *v, const int32_t *kv_len, int causal, int B,      \
                           int H, int Tq, int Tk, int Dh);                                 \
     void P##attention_bwd(float *dq, float *dk, float *dv, const float *dout,            \
                           const float *p, const float *q, const float *k,                \
-                          const float *v, int B, int H, int Tq, int Tk, int Dh);         \
+                          const float *v, int B, int H, int Tq, int Tk, int Dh,          \
+                          int assign);                                                    \
     /* Cross-entropy with label smoothing eps over logits[N,V] (as torch's               \
      * CrossEntropyLoss(label_smoothing=eps, ignore_index=ignore)):                       \
      *   loss_n = (1-eps) * -logp[n,t_n] + eps * mean_v(-logp[n,v]),  0 if t_n==ignore.   \
@@ -72,12 +84,22 @@
      * of non-ignored rows. */                                                            \
     int P##xent_fwd(float *loss, float *logp, const float *logits, const int32_t *tgt,   \
                     float eps, int ignore, int N, int V);                                 \
-    /* dlogits[N,V] += dloss[n] * d loss_n / d logits */                                  \
+    /* dlogits[N,V] += dloss[n] * d loss_n / d logits (ignored rows: += 0) */             \
     void P##xent_bwd(float *dlogits, const float *dloss, const float *logp,              \
-                     const int32_t *tgt, float eps, int ignore, int N, int V);
+                     const int32_t *tgt, float eps, int ignore, int N, int V, int assign);
+
+/* The assign bit of a kernel's i-th gradient output (see the conventions above). */
+#define S2S_ASSIGN(i) (1 << (i))
 
 S2S_KERNEL_DECLS(s2s_kref_)
 S2S_KERNEL_DECLS(s2s_k_)
+
+/* One query, one head: the core of s2s_k_attention_fwd, which decoding also calls directly
+ * (decoder_common.c), so both give the same bits. p[j] = softmax_j(scale * q . k_j) for
+ * j < n, o[Dh] = sum_j p[j] v_j; key j at K + j * js + (slots ? slots[j] : slot0) * ss,
+ * V likewise (keys anywhere: a time-major cache with a slot table). n <= 0: o = 0. */
+void s2s_k_attend_head(float *o, float *p, const float *q, const float *K, const float *V, size_t js,
+                       const int32_t *slots, size_t slot0, size_t ss, int n, int Dh, float scale);
 
 /* Linear layer with fp16 weights (inference on fp16 models: half the bytes per
  * decoding step, so a small model's weights stay in cache). Same contract as
@@ -102,6 +124,27 @@ void s2s_k_linear_small_fwd(float *y, const float *x, const float *w, const floa
                             int K, int M);
 #else
 #define S2S_SMALL_ROWS_OK(N, K) 0
+#endif
+
+/* Linear with fp32 weights packed once (kernels_gemm.c; inference weights, which never
+ * change): y[N,M] = x[N,K] @ w[M,K]^T (+ b) with w given as pw, made by s2s_gemm_pack
+ * (s2s_gemm_packed_floats(K, M) floats, 64-byte aligned: panels of S2S_GEMM_NR output
+ * features, pw[(p * K + k) * NR + j] = w[p * NR + j, k], zero beyond M). No per-call
+ * packing of the weights, unlike sgemm. Decoding and the encoder take it from
+ * S2S_PACKED_MIN_ROWS rows (graph.h: s2s_weight_packed). */
+#define S2S_GEMM_NR 32
+size_t s2s_gemm_packed_floats(int K, int M);
+void s2s_gemm_pack(float *pw, const float *w, int K, int M);
+void s2s_k_linear_packed_fwd(float *y, const float *x, const float *pw, const float *b, int N,
+                             int K, int M);
+/* The same with the next ops fused: y = relu(x @ w^T + b) when relu != 0, then + res[N, M]
+ * when res != NULL (res may be y: y += ...); the values of linear, then relu, then add. */
+void s2s_k_linear_packed_ex_fwd(float *y, const float *x, const float *pw, const float *b, int N,
+                                int K, int M, const float *res, int relu);
+#if defined(__AVX512F__)
+#define S2S_PACKED_MIN_ROWS 2
+#else
+#define S2S_PACKED_MIN_ROWS 0x7fffffff /* the plain fallback is for tests only */
 #endif
 
 /* Threads used by the fast kernels (OpenMP and OpenBLAS share one pool). */

@@ -5,8 +5,10 @@
  * goes and what is done about it:
  *   - linear / matmul: one cblas_sgemm per call (cblas_sgemv for the N == 1 decoding
  *     case); without BLAS (S2S_HAVE_BLAS undefined) a cache-blocked OpenMP loop.
- *   - attention: a fused per-query-row loop (scores written straight into p, softmax
- *     normalised in place, then p @ v), OpenMP over the B*H*Tq rows; masks only shorten
+ *   - attention: a fused per-query-row loop (s2s_k_attend_head, which decoding also calls:
+ *     scores written straight into p, softmax normalised in place, then p @ v; with AVX-512
+ *     and Dh % 16 == 0, q and the output stay in registers and exp runs 16 lanes at once),
+ *     OpenMP over the B*H*Tq rows; masks only shorten
  *     the key range, since both padding and causality hide a suffix of the keys. No
  *     scratch memory, so batch-1 decoding (Tq == 1) costs no allocation. The backward
  *     runs OpenMP over (b,h) pairs, so dk/dv accumulate without races.
@@ -32,6 +34,9 @@
 #endif
 #ifdef S2S_HAVE_BLAS
 #include <cblas.h>
+#endif
+#if defined(__AVX512F__)
+#include <immintrin.h>
 #endif
 
 /* `S2S_OMP(parallel for)` expands to `#pragma omp parallel for` when OpenMP is on,
@@ -228,9 +233,10 @@ void s2s_k_linear_fwd(float *y, const float *x, const float *w, const float *b, 
 }
 
 void s2s_k_linear_bwd(float *dx, float *dw, float *db, const float *dy, const float *x,
-                      const float *w, int N, int K, int M) {
-    /* dx[N,K] += dy[N,M] @ w[M,K];  dw[M,K] += dy^T @ x[N,K];  db[M] += colsum(dy) */
-    if (dx) gemm(0, 0, N, K, M, dy, M, w, K, 1.0f, dx, K);
+                      const float *w, int N, int K, int M, int assign) {
+    /* dx[N,K] += dy[N,M] @ w[M,K] (= with assign bit 0);  dw[M,K] += dy^T @ x[N,K];
+     * db[M] += colsum(dy) */
+    if (dx) gemm(0, 0, N, K, M, dy, M, w, K, assign & S2S_ASSIGN(0) ? 0.0f : 1.0f, dx, K);
     if (dw) gemm(1, 0, M, K, N, dy, M, x, K, 1.0f, dw, K);
     if (db) colsum_acc(db, dy, N, M);
 }
@@ -241,10 +247,10 @@ void s2s_k_matmul_fwd(float *c, const float *a, const float *b, int M, int K, in
 }
 
 void s2s_k_matmul_bwd(float *da, float *db, const float *dc, const float *a,
-                      const float *b, int M, int K, int N) {
-    /* da[M,K] += dc[M,N] @ b[K,N]^T;  db[K,N] += a[M,K]^T @ dc */
-    if (da) gemm(0, 1, M, K, N, dc, N, b, N, 1.0f, da, K);
-    if (db) gemm(1, 0, K, N, M, a, K, dc, N, 1.0f, db, N);
+                      const float *b, int M, int K, int N, int assign) {
+    /* da[M,K] += dc[M,N] @ b[K,N]^T;  db[K,N] += a[M,K]^T @ dc  (=: assign bits 0, 1) */
+    if (da) gemm(0, 1, M, K, N, dc, N, b, N, assign & S2S_ASSIGN(0) ? 0.0f : 1.0f, da, K);
+    if (db) gemm(1, 0, K, N, M, a, K, dc, N, assign & S2S_ASSIGN(1) ? 0.0f : 1.0f, db, N);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -282,7 +288,7 @@ void s2s_k_layernorm_fwd(float *y, float *mean, float *rstd, const float *x,
 
 static void layernorm_bwd_row(float *restrict dx, const float *restrict dy,
                               const float *restrict x, float m, float rs,
-                              const float *restrict g, int D) {
+                              const float *restrict g, int D, int assign) {
     float s1 = 0.0f, s2 = 0.0f; /* sum dxhat, sum dxhat * xhat */
     S2S_OMP(simd reduction(+ : s1, s2))
     for (int d = 0; d < D; d++) {
@@ -292,24 +298,28 @@ static void layernorm_bwd_row(float *restrict dx, const float *restrict dy,
     }
     const float a = s1 / (float)D, c = s2 / (float)D;
     S2S_OMP(simd)
-    for (int d = 0; d < D; d++) dx[d] += rs * (dy[d] * g[d] - a - (x[d] - m) * rs * c);
+    for (int d = 0; d < D; d++) {
+        const float v = rs * (dy[d] * g[d] - a - (x[d] - m) * rs * c);
+        dx[d] = assign ? v : dx[d] + v;
+    }
 }
 
 void s2s_k_layernorm_bwd(float *dx, float *dg, float *db, const float *dy,
                          const float *x, const float *mean, const float *rstd,
-                         const float *g, int N, int D) {
-    /* dx[N,D], dg[D], db[D] (+=), dy[N,D], x[N,D], mean[N], rstd[N], g[D] */
-    const int par = (size_t)N * D >= PAR_MIN;
+                         const float *g, int N, int D, int assign) {
+    /* dx[N,D] (+=, or = with assign bit 0), dg[D], db[D] (+=), dy[N,D], x[N,D], mean[N],
+     * rstd[N], g[D] */
+    const int par = (size_t)N * D >= PAR_MIN, set = assign & S2S_ASSIGN(0);
     if (dx) {
         if (par) {
             S2S_OMP(parallel for schedule(static))
             for (int n = 0; n < N; n++)
                 layernorm_bwd_row(dx + (size_t)n * D, dy + (size_t)n * D, x + (size_t)n * D,
-                                  mean[n], rstd[n], g, D);
+                                  mean[n], rstd[n], g, D, set);
         } else {
             for (int n = 0; n < N; n++)
                 layernorm_bwd_row(dx + (size_t)n * D, dy + (size_t)n * D, x + (size_t)n * D,
-                                  mean[n], rstd[n], g, D);
+                                  mean[n], rstd[n], g, D, set);
         }
     }
     if (dg || db) {
@@ -383,23 +393,27 @@ void s2s_k_softmax_fwd(float *y, const float *x, int N, int D) {
 }
 
 static void softmax_bwd_row(float *restrict dx, const float *restrict dy,
-                            const float *restrict y, int D) {
+                            const float *restrict y, int D, int assign) {
     float s = 0.0f;
     S2S_OMP(simd reduction(+ : s))
     for (int d = 0; d < D; d++) s += dy[d] * y[d];
     S2S_OMP(simd)
-    for (int d = 0; d < D; d++) dx[d] += y[d] * (dy[d] - s);
+    for (int d = 0; d < D; d++) {
+        const float v = y[d] * (dy[d] - s);
+        dx[d] = assign ? v : dx[d] + v;
+    }
 }
 
-void s2s_k_softmax_bwd(float *dx, const float *dy, const float *y, int N, int D) {
-    /* dx[N,D] += y * (dy - sum(dy * y)) */
+void s2s_k_softmax_bwd(float *dx, const float *dy, const float *y, int N, int D, int assign) {
+    /* dx[N,D] += y * (dy - sum(dy * y))  (= with assign bit 0) */
+    const int set = assign & S2S_ASSIGN(0);
     if ((size_t)N * D >= PAR_MIN && N > 1) {
         S2S_OMP(parallel for schedule(static))
         for (int n = 0; n < N; n++)
-            softmax_bwd_row(dx + (size_t)n * D, dy + (size_t)n * D, y + (size_t)n * D, D);
+            softmax_bwd_row(dx + (size_t)n * D, dy + (size_t)n * D, y + (size_t)n * D, D, set);
     } else {
         for (int n = 0; n < N; n++)
-            softmax_bwd_row(dx + (size_t)n * D, dy + (size_t)n * D, y + (size_t)n * D, D);
+            softmax_bwd_row(dx + (size_t)n * D, dy + (size_t)n * D, y + (size_t)n * D, D, set);
     }
 }
 
@@ -414,23 +428,27 @@ void s2s_k_logsoftmax_fwd(float *y, const float *x, int N, int D) {
 }
 
 static void logsoftmax_bwd_row(float *restrict dx, const float *restrict dy,
-                               const float *restrict y, int D) {
+                               const float *restrict y, int D, int assign) {
     float s = 0.0f;
     S2S_OMP(simd reduction(+ : s))
     for (int d = 0; d < D; d++) s += dy[d];
     S2S_OMP(simd)
-    for (int d = 0; d < D; d++) dx[d] += dy[d] - fexp(y[d]) * s;
+    for (int d = 0; d < D; d++) {
+        const float v = dy[d] - fexp(y[d]) * s;
+        dx[d] = assign ? v : dx[d] + v;
+    }
 }
 
-void s2s_k_logsoftmax_bwd(float *dx, const float *dy, const float *y, int N, int D) {
-    /* dx[N,D] += dy - exp(y) * sum(dy) */
+void s2s_k_logsoftmax_bwd(float *dx, const float *dy, const float *y, int N, int D, int assign) {
+    /* dx[N,D] += dy - exp(y) * sum(dy)  (= with assign bit 0) */
+    const int set = assign & S2S_ASSIGN(0);
     if ((size_t)N * D >= PAR_MIN_TRANS && N > 1) {
         S2S_OMP(parallel for schedule(static))
         for (int n = 0; n < N; n++)
-            logsoftmax_bwd_row(dx + (size_t)n * D, dy + (size_t)n * D, y + (size_t)n * D, D);
+            logsoftmax_bwd_row(dx + (size_t)n * D, dy + (size_t)n * D, y + (size_t)n * D, D, set);
     } else {
         for (int n = 0; n < N; n++)
-            logsoftmax_bwd_row(dx + (size_t)n * D, dy + (size_t)n * D, y + (size_t)n * D, D);
+            logsoftmax_bwd_row(dx + (size_t)n * D, dy + (size_t)n * D, y + (size_t)n * D, D, set);
     }
 }
 
@@ -443,9 +461,13 @@ void s2s_k_relu_fwd(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-void s2s_k_relu_bwd(float *dx, const float *dy, const float *x, size_t n) {
+void s2s_k_relu_bwd(float *dx, const float *dy, const float *x, size_t n, int assign) {
+    const int set = assign & S2S_ASSIGN(0);
     S2S_OMP(parallel for simd schedule(static) if (n >= 4 * PAR_MIN))
-    for (size_t i = 0; i < n; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        const float v = x[i] > 0.0f ? dy[i] : 0.0f;
+        dx[i] = set ? v : dx[i] + v;
+    }
 }
 
 void s2s_k_gelu_fwd(float *y, const float *x, size_t n) {
@@ -453,13 +475,15 @@ void s2s_k_gelu_fwd(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = x[i] * fphi(x[i]);
 }
 
-void s2s_k_gelu_bwd(float *dx, const float *dy, const float *x, size_t n) {
+void s2s_k_gelu_bwd(float *dx, const float *dy, const float *x, size_t n, int assign) {
     /* d/dx x Phi(x) = Phi(x) + x phi(x) */
+    const int set = assign & S2S_ASSIGN(0);
     S2S_OMP(parallel for simd schedule(static) if (n >= PAR_MIN_TRANS))
     for (size_t i = 0; i < n; i++) {
         const float v = x[i];
         const float pdf = 0.39894228040143268f * fexp(-0.5f * v * v);
-        dx[i] += dy[i] * (fphi(v) + v * pdf);
+        const float gi = dy[i] * (fphi(v) + v * pdf);
+        dx[i] = set ? gi : dx[i] + gi;
     }
 }
 
@@ -507,6 +531,133 @@ static inline int visible_keys(const int32_t *kv_len, int causal, int b, int i, 
     return n < 0 ? 0 : n;
 }
 
+#if defined(__AVX512F__)
+/* fexp (kernels_simd.h) on 16 lanes: the same operations in the same order, the same bits */
+static inline __m512 fexp16(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.0f), hi = _mm512_set1_ps(88.0f);
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    const __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    __m512 xc = _mm512_mask_blend_ps(under, x, lo);
+    xc = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(xc, hi, _CMP_GT_OQ), xc, hi);
+    const __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), magic);
+    const __m512 n = _mm512_sub_ps(t, magic);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), xc);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 pp = _mm512_set1_ps(1.9875691500e-4f);
+    pp = _mm512_fmadd_ps(pp, r, _mm512_set1_ps(1.3981999507e-3f));
+    pp = _mm512_fmadd_ps(pp, r, _mm512_set1_ps(8.3334519073e-3f));
+    pp = _mm512_fmadd_ps(pp, r, _mm512_set1_ps(4.1665795894e-2f));
+    pp = _mm512_fmadd_ps(pp, r, _mm512_set1_ps(1.6666665459e-1f));
+    pp = _mm512_fmadd_ps(pp, r, _mm512_set1_ps(5.0000001201e-1f));
+    const __m512 e = _mm512_add_ps(_mm512_fmadd_ps(pp, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    const __m512i sb = _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(t),
+                                                                           _mm512_castps_si512(magic)),
+                                                          _mm512_set1_epi32(127)), 23);
+    return _mm512_maskz_mul_ps((__mmask16)~under, e, _mm512_castsi512_ps(sb));
+}
+#endif
+
+void s2s_k_attend_head(float *restrict o, float *restrict p, const float *restrict q, const float *K,
+                       const float *V, size_t js, const int32_t *slots, size_t slot0, size_t ss, int n,
+                       int Dh, float scale) {
+    if (n <= 0) {
+        memset(o, 0, (size_t)Dh * sizeof(float));
+        return;
+    }
+#define KEY(B, j) ((B) + (size_t)(j) * js + (slots ? (size_t)slots[j] : slot0) * ss)
+#if defined(__AVX512F__)
+    if (Dh % 16 == 0 && Dh <= 128) { /* decoding's case: q and the output in registers */
+        const int nv = Dh / 16;
+        __m512 qv[8], ov[8];
+        for (int c = 0; c < nv; c++) {
+            qv[c] = _mm512_loadu_ps(q + 16 * c);
+            ov[c] = _mm512_setzero_ps();
+        }
+        for (int j = 0; j < n; j++) {
+            const float *kj = KEY(K, j);
+            __m512 acc = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kj));
+            for (int c = 1; c < nv; c++) acc = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kj + 16 * c), acc);
+            p[j] = _mm512_reduce_add_ps(acc) * scale;
+        }
+        __m512 mv = _mm512_set1_ps(-INFINITY);
+        for (int j = 0; j < n; j += 16) {
+            const __mmask16 mk = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+            mv = _mm512_mask_max_ps(mv, mk, mv, _mm512_maskz_loadu_ps(mk, p + j));
+        }
+        const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+        for (int j = 0; j < n; j += 16) {
+            const __mmask16 mk = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+            _mm512_mask_storeu_ps(p + j, mk, fexp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, p + j), mx)));
+        }
+        float sum = 0.0f;
+        for (int j = 0; j < n; j++) sum += p[j];
+        const float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++) {
+            const float *vj = KEY(V, j);
+            p[j] *= inv;
+            const __m512 pj = _mm512_set1_ps(p[j]);
+            for (int c = 0; c < nv; c++) ov[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vj + 16 * c), ov[c]);
+        }
+        for (int c = 0; c < nv; c++) _mm512_storeu_ps(o + 16 * c, ov[c]);
+        return;
+    }
+#endif
+    /* scores, four keys at a time so each q load feeds four dot products */
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *k0 = KEY(K, j), *k1 = KEY(K, j + 1), *k2 = KEY(K, j + 2), *k3 = KEY(K, j + 3);
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        S2S_OMP(simd reduction(+ : s0, s1, s2, s3))
+        for (int d = 0; d < Dh; d++) {
+            const float qd = q[d];
+            s0 = FMA(qd, k0[d], s0);
+            s1 = FMA(qd, k1[d], s1);
+            s2 = FMA(qd, k2[d], s2);
+            s3 = FMA(qd, k3[d], s3);
+        }
+        p[j] = s0 * scale;
+        p[j + 1] = s1 * scale;
+        p[j + 2] = s2 * scale;
+        p[j + 3] = s3 * scale;
+    }
+    for (; j < n; j++) {
+        const float *k0 = KEY(K, j);
+        float s0 = 0.0f;
+        S2S_OMP(simd reduction(+ : s0))
+        for (int d = 0; d < Dh; d++) s0 = FMA(q[d], k0[d], s0);
+        p[j] = s0 * scale;
+    }
+    /* softmax in place */
+    const float mx = row_max(p, n);
+    float sum = 0.0f;
+    S2S_OMP(simd reduction(+ : sum))
+    for (int jj = 0; jj < n; jj++) {
+        const float e = fexp(p[jj] - mx);
+        p[jj] = e;
+        sum += e;
+    }
+    const float inv = 1.0f / sum;
+    S2S_OMP(simd)
+    for (int jj = 0; jj < n; jj++) p[jj] *= inv;
+    /* o = p @ v, four keys at a time */
+    memset(o, 0, (size_t)Dh * sizeof(float));
+    j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *v0 = KEY(V, j), *v1 = KEY(V, j + 1), *v2 = KEY(V, j + 2), *v3 = KEY(V, j + 3);
+        const float p0 = p[j], p1 = p[j + 1], p2 = p[j + 2], p3 = p[j + 3];
+        S2S_OMP(simd)
+        for (int d = 0; d < Dh; d++)
+            o[d] = FMA(p3, v3[d], FMA(p2, v2[d], FMA(p1, v1[d], FMA(p0, v0[d], o[d]))));
+    }
+    for (; j < n; j++) {
+        const float *v0 = KEY(V, j);
+        const float p0 = p[j];
+        S2S_OMP(simd)
+        for (int d = 0; d < Dh; d++) o[d] = FMA(p0, v0[d], o[d]);
+    }
+#undef KEY
+}
+
 /* One query row of one head: prow[Tk] = softmax(scale * q . k_j) over the jn visible
  * keys (0 beyond), o[Dh] = prow @ v. k and v rows are HD floats apart. */
 static void attn_fwd_row(float *restrict o, float *restrict prow, const float *restrict qi,
@@ -517,60 +668,8 @@ static void attn_fwd_row(float *restrict o, float *restrict prow, const float *r
         memset(o, 0, (size_t)Dh * sizeof(float));
         return;
     }
-    /* scores, four keys at a time so each q load feeds four dot products */
-    int j = 0;
-    for (; j + 4 <= jn; j += 4) {
-        const float *k0 = kb + (size_t)j * HD, *k1 = k0 + HD, *k2 = k1 + HD, *k3 = k2 + HD;
-        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-        S2S_OMP(simd reduction(+ : s0, s1, s2, s3))
-        for (int d = 0; d < Dh; d++) {
-            const float qd = qi[d];
-            s0 = FMA(qd, k0[d], s0);
-            s1 = FMA(qd, k1[d], s1);
-            s2 = FMA(qd, k2[d], s2);
-            s3 = FMA(qd, k3[d], s3);
-        }
-        prow[j] = s0 * scale;
-        prow[j + 1] = s1 * scale;
-        prow[j + 2] = s2 * scale;
-        prow[j + 3] = s3 * scale;
-    }
-    for (; j < jn; j++) {
-        const float *k0 = kb + (size_t)j * HD;
-        float s0 = 0.0f;
-        S2S_OMP(simd reduction(+ : s0))
-        for (int d = 0; d < Dh; d++) s0 = FMA(qi[d], k0[d], s0);
-        prow[j] = s0 * scale;
-    }
-    /* softmax in place */
-    const float mx = row_max(prow, jn);
-    float sum = 0.0f;
-    S2S_OMP(simd reduction(+ : sum))
-    for (int jj = 0; jj < jn; jj++) {
-        const float e = fexp(prow[jj] - mx);
-        prow[jj] = e;
-        sum += e;
-    }
-    const float inv = 1.0f / sum;
-    S2S_OMP(simd)
-    for (int jj = 0; jj < jn; jj++) prow[jj] *= inv;
+    s2s_k_attend_head(o, prow, qi, kb, vb, (size_t)HD, NULL, 0, 0, jn, Dh, scale);
     if (jn < Tk) memset(prow + jn, 0, (size_t)(Tk - jn) * sizeof(float));
-    /* o = p @ v, four keys at a time */
-    memset(o, 0, (size_t)Dh * sizeof(float));
-    j = 0;
-    for (; j + 4 <= jn; j += 4) {
-        const float *v0 = vb + (size_t)j * HD, *v1 = v0 + HD, *v2 = v1 + HD, *v3 = v2 + HD;
-        const float p0 = prow[j], p1 = prow[j + 1], p2 = prow[j + 2], p3 = prow[j + 3];
-        S2S_OMP(simd)
-        for (int d = 0; d < Dh; d++)
-            o[d] = FMA(p3, v3[d], FMA(p2, v2[d], FMA(p1, v1[d], FMA(p0, v0[d], o[d]))));
-    }
-    for (; j < jn; j++) {
-        const float *v0 = vb + (size_t)j * HD;
-        const float p0 = prow[j];
-        S2S_OMP(simd)
-        for (int d = 0; d < Dh; d++) o[d] = FMA(p0, v0[d], o[d]);
-    }
 }
 
 /* Row r of the [B,H,Tq] row space (the p row index). */
@@ -675,9 +774,14 @@ static void attn_bwd_pair(float *dq, float *dk, float *dv, float *restrict dp,
 
 void s2s_k_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
                          const float *p, const float *q, const float *k,
-                         const float *v, int B, int H, int Tq, int Tk, int Dh) {
+                         const float *v, int B, int H, int Tq, int Tk, int Dh, int assign) {
     /* dq[B,Tq,H*Dh], dk,dv[B,Tk,H*Dh] (+=; each may be NULL), dout[B,Tq,H*Dh],
-     * p[B,H,Tq,Tk] from the forward */
+     * p[B,H,Tq,Tk] from the forward. The pairs accumulate over query rows (and skip
+     * masked ones), so an assigned output (bits 0, 1, 2) is zeroed first. */
+    const size_t nq = (size_t)B * Tq * H * Dh, nk = (size_t)B * Tk * H * Dh;
+    if (dq && (assign & S2S_ASSIGN(0))) memset(dq, 0, nq * sizeof(float));
+    if (dk && (assign & S2S_ASSIGN(1))) memset(dk, 0, nk * sizeof(float));
+    if (dv && (assign & S2S_ASSIGN(2))) memset(dv, 0, nk * sizeof(float));
     if (B <= 0 || H <= 0 || Tq <= 0 || Tk <= 0 || (!dq && !dk && !dv)) return;
     const float scale = 1.0f / sqrtf((float)Dh);
     const int pairs = B * H;
@@ -741,29 +845,38 @@ int s2s_k_xent_fwd(float *loss, float *logp, const float *logits, const int32_t 
 }
 
 static void xent_bwd_row(float *restrict dl, float c, const float *restrict lp, int32_t t,
-                         float eps, int V) {
-    /* dl += c * (softmax - (1-eps) onehot(t) - eps/V) */
+                         float eps, int V, int assign) {
+    /* dl += c * (softmax - (1-eps) onehot(t) - eps/V)  (= with assign) */
     const float a = c * eps / (float)V;
     S2S_OMP(simd)
-    for (int v = 0; v < V; v++) dl[v] += FMA(c, fexp(lp[v]), -a);
+    for (int v = 0; v < V; v++) {
+        const float g = FMA(c, fexp(lp[v]), -a);
+        dl[v] = assign ? g : dl[v] + g;
+    }
     dl[t] -= c * (1.0f - eps);
 }
 
+/* Row n of xent_bwd: an ignored row adds nothing (assigned: zeros). */
+static inline void xent_bwd_one(float *dlogits, const float *dloss, const float *logp,
+                                const int32_t *tgt, float eps, int ignore, int V, int assign,
+                                int n) {
+    float *dl = dlogits + (size_t)n * V;
+    if (tgt[n] == ignore) {
+        if (assign) memset(dl, 0, (size_t)V * sizeof(float));
+        return;
+    }
+    S2S_ASSERT(tgt[n] >= 0 && tgt[n] < V);
+    xent_bwd_row(dl, dloss[n], logp + (size_t)n * V, tgt[n], eps, V, assign);
+}
+
 void s2s_k_xent_bwd(float *dlogits, const float *dloss, const float *logp,
-                    const int32_t *tgt, float eps, int ignore, int N, int V) {
-    /* dlogits[N,V] (+=), dloss[N], logp[N,V], tgt[N] */
+                    const int32_t *tgt, float eps, int ignore, int N, int V, int assign) {
+    /* dlogits[N,V] (+=, or = with assign bit 0), dloss[N], logp[N,V], tgt[N] */
+    const int set = assign & S2S_ASSIGN(0);
     if ((size_t)N * V >= PAR_MIN_TRANS && N > 1) {
         S2S_OMP(parallel for schedule(static))
-        for (int n = 0; n < N; n++) {
-            if (tgt[n] == ignore) continue;
-            S2S_ASSERT(tgt[n] >= 0 && tgt[n] < V);
-            xent_bwd_row(dlogits + (size_t)n * V, dloss[n], logp + (size_t)n * V, tgt[n], eps, V);
-        }
+        for (int n = 0; n < N; n++) xent_bwd_one(dlogits, dloss, logp, tgt, eps, ignore, V, set, n);
     } else {
-        for (int n = 0; n < N; n++) {
-            if (tgt[n] == ignore) continue;
-            S2S_ASSERT(tgt[n] >= 0 && tgt[n] < V);
-            xent_bwd_row(dlogits + (size_t)n * V, dloss[n], logp + (size_t)n * V, tgt[n], eps, V);
-        }
+        for (int n = 0; n < N; n++) xent_bwd_one(dlogits, dloss, logp, tgt, eps, ignore, V, set, n);
     }
 }

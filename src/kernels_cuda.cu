@@ -358,8 +358,12 @@ static __global__ void k_dropout(float *y, float *mask, const float *x, float p,
 static __global__ void k_relu_fwd(float *y, const float *x, size_t n) {
     GRID_STRIDE(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
-static __global__ void k_relu_bwd(float *dx, const float *dy, const float *x, size_t n) {
-    GRID_STRIDE(i, n) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+/* assign (here and in the other backward kernels): dx = ..., never reading dx */
+static __global__ void k_relu_bwd(float *dx, const float *dy, const float *x, size_t n, int assign) {
+    GRID_STRIDE(i, n) {
+        const float g = x[i] > 0.0f ? dy[i] : 0.0f;
+        dx[i] = assign ? g : dx[i] + g;
+    }
 }
 /* GELU(x) = x * Phi(x); normcdff is accurate in both tails (erfc form) */
 static __global__ void k_gelu_fwd(float *y, const float *x, size_t n) {
@@ -369,11 +373,12 @@ static __global__ void k_gelu_fwd(float *y, const float *x, size_t n) {
     }
 }
 /* GELU'(x) = Phi(x) + x * phi(x) */
-static __global__ void k_gelu_bwd(float *dx, const float *dy, const float *x, size_t n) {
+static __global__ void k_gelu_bwd(float *dx, const float *dy, const float *x, size_t n, int assign) {
     GRID_STRIDE(i, n) {
         const float v = x[i];
         const float pdf = 0.3989422804014327f * expf(-0.5f * v * v);
-        dx[i] += dy[i] * (normcdff(v) + v * pdf);
+        const float g = dy[i] * (normcdff(v) + v * pdf);
+        dx[i] = assign ? g : dx[i] + g;
     }
 }
 
@@ -459,7 +464,7 @@ static __global__ void k_layernorm_fwd(float *y, float *mean, float *rstd, const
 /* dx[N,D] += rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * g */
 static __global__ void k_layernorm_bwd_dx(float *dx, const float *dy, const float *x,
                                           const float *mean, const float *rstd, const float *g,
-                                          int D) {
+                                          int D, int assign) {
     const size_t row = blockIdx.x;
     const float *xr = x + row * D, *dyr = dy + row * D;
     const float m = mean[row], rs = rstd[row];
@@ -473,7 +478,8 @@ static __global__ void k_layernorm_bwd_dx(float *dx, const float *dy, const floa
     float *dxr = dx + row * D;
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         const float xh = (xr[d] - m) * rs, dxh = dyr[d] * g[d];
-        dxr[d] += rs * (dxh - m1 - xh * m2);
+        const float v = rs * (dxh - m1 - xh * m2);
+        dxr[d] = assign ? v : dxr[d] + v;
     }
 }
 
@@ -495,15 +501,17 @@ static __global__ void k_softmax_fwd(float *y, const float *x, int D) {
 
 /* softmax: dx += y * (dy - sum(dy * y));  log-softmax: dx += dy - exp(y) * sum(dy) */
 template <bool LOG>
-static __global__ void k_softmax_bwd(float *dx, const float *dy, const float *y, int D) {
+static __global__ void k_softmax_bwd(float *dx, const float *dy, const float *y, int D, int assign) {
     const size_t row = blockIdx.x;
     const float *yr = y + row * D, *dyr = dy + row * D;
     float *dxr = dx + row * D;
     float s = 0.0f;
     for (int d = threadIdx.x; d < D; d += blockDim.x) s += LOG ? dyr[d] : dyr[d] * yr[d];
     s = block_sum(s);
-    for (int d = threadIdx.x; d < D; d += blockDim.x)
-        dxr[d] += LOG ? dyr[d] - expf(yr[d]) * s : yr[d] * (dyr[d] - s);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        const float v = LOG ? dyr[d] - expf(yr[d]) * s : yr[d] * (dyr[d] - s);
+        dxr[d] = assign ? v : dxr[d] + v;
+    }
 }
 
 /* ------------------------------------------------------------------------------------
@@ -633,17 +641,24 @@ static __global__ void k_xent_fwd(float *loss, float *logp, const float *logits,
     }
 }
 
-/* dlogits[n,v] += dloss[n] * (exp(logp) - eps/V - (v == t ? 1-eps : 0)), skip ignored rows */
+/* dlogits[n,v] += dloss[n] * (exp(logp) - eps/V - (v == t ? 1-eps : 0)), skip ignored rows
+ * (assign: =, and ignored rows get 0) */
 static __global__ void k_xent_bwd(float *dlogits, const float *dloss, const float *logp,
-                                  const int32_t *tgt, float eps, int ignore, int V) {
+                                  const int32_t *tgt, float eps, int ignore, int V, int assign) {
     const size_t row = blockIdx.x;
     const int t = tgt[row];
-    if (t == ignore) return;
+    float *gr = dlogits + row * V;
+    if (t == ignore) {
+        if (assign)
+            for (int v = threadIdx.x; v < V; v += blockDim.x) gr[v] = 0.0f;
+        return;
+    }
     const float dl = dloss[row], sm = eps / (float)V, on = 1.0f - eps;
     const float *lr = logp + row * V;
-    float *gr = dlogits + row * V;
-    for (int v = threadIdx.x; v < V; v += blockDim.x)
-        gr[v] += dl * (expf(lr[v]) - sm - (v == t ? on : 0.0f));
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        const float g = dl * (expf(lr[v]) - sm - (v == t ? on : 0.0f));
+        gr[v] = assign ? g : gr[v] + g;
+    }
 }
 
 /* ------------------------------------------------------------------------------------
@@ -908,10 +923,13 @@ void s2s_kcu_linear_fwd(float *y, const float *x, const float *w, const float *b
     }
 }
 
+/* beta of a backward GEMM into gradient output i: 0 overwrites (assign bit i), 1 adds */
+static float grad_beta(int assign, int i) { return assign & S2S_ASSIGN(i) ? 0.0f : 1.0f; }
+
 void s2s_kcu_linear_bwd(float *dx, float *dw, float *db, const float *dy, const float *x,
-                        const float *w, int N, int K, int M) {
-    /* dx[N,K] += dy[N,M] @ w[M,K] */
-    if (dx) gemm(0, 0, N, K, M, 1.0f, dy, M, w, K, 1.0f, dx, K);
+                        const float *w, int N, int K, int M, int assign) {
+    /* dx[N,K] += dy[N,M] @ w[M,K]  (= with assign bit 0) */
+    if (dx) gemm(0, 0, N, K, M, 1.0f, dy, M, w, K, grad_beta(assign, 0), dx, K);
     /* dw[M,K] += dy[N,M]^T @ x[N,K] */
     if (dw) gemm(1, 0, M, K, N, 1.0f, dy, M, x, K, 1.0f, dw, K);
     /* db[M] += column sums of dy[N,M] */
@@ -924,11 +942,11 @@ void s2s_kcu_matmul_fwd(float *c, const float *a, const float *b, int M, int K, 
 }
 
 void s2s_kcu_matmul_bwd(float *da, float *db, const float *dc, const float *a, const float *b,
-                        int M, int K, int N) {
-    /* da[M,K] += dc[M,N] @ b[K,N]^T */
-    if (da) gemm(0, 1, M, K, N, 1.0f, dc, N, b, N, 1.0f, da, K);
-    /* db[K,N] += a[M,K]^T @ dc[M,N] */
-    if (db) gemm(1, 0, K, N, M, 1.0f, a, K, dc, N, 1.0f, db, N);
+                        int M, int K, int N, int assign) {
+    /* da[M,K] += dc[M,N] @ b[K,N]^T  (= with assign bit 0) */
+    if (da) gemm(0, 1, M, K, N, 1.0f, dc, N, b, N, grad_beta(assign, 0), da, K);
+    /* db[K,N] += a[M,K]^T @ dc[M,N]  (= with assign bit 1) */
+    if (db) gemm(1, 0, K, N, M, 1.0f, a, K, dc, N, grad_beta(assign, 1), db, N);
 }
 
 /* ---- layernorm, softmax ---- */
@@ -940,9 +958,12 @@ void s2s_kcu_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, c
 }
 
 void s2s_kcu_layernorm_bwd(float *dx, float *dg, float *db, const float *dy, const float *x,
-                           const float *mean, const float *rstd, const float *g, int N, int D) {
+                           const float *mean, const float *rstd, const float *g, int N, int D,
+                           int assign) {
     if (N <= 0 || D <= 0) return;
-    if (dx) LAUNCH(k_layernorm_bwd_dx, N, row_threads(D), dx, dy, x, mean, rstd, g, D);
+    if (dx)
+        LAUNCH(k_layernorm_bwd_dx, N, row_threads(D), dx, dy, x, mean, rstd, g, D,
+               assign & S2S_ASSIGN(0));
     /* dg[D] += sum_n dy * xhat;  db[D] += sum_n dy */
     colsum_acc<true>(dg, db, dy, x, mean, rstd, N, D);
 }
@@ -952,9 +973,9 @@ void s2s_kcu_softmax_fwd(float *y, const float *x, int N, int D) {
     LAUNCH(k_softmax_fwd<false>, N, row_threads(D), y, x, D);
 }
 
-void s2s_kcu_softmax_bwd(float *dx, const float *dy, const float *y, int N, int D) {
+void s2s_kcu_softmax_bwd(float *dx, const float *dy, const float *y, int N, int D, int assign) {
     if (!dx || N <= 0 || D <= 0) return;
-    LAUNCH(k_softmax_bwd<false>, N, row_threads(D), dx, dy, y, D);
+    LAUNCH(k_softmax_bwd<false>, N, row_threads(D), dx, dy, y, D, assign & S2S_ASSIGN(0));
 }
 
 void s2s_kcu_logsoftmax_fwd(float *y, const float *x, int N, int D) {
@@ -962,9 +983,9 @@ void s2s_kcu_logsoftmax_fwd(float *y, const float *x, int N, int D) {
     LAUNCH(k_softmax_fwd<true>, N, row_threads(D), y, x, D);
 }
 
-void s2s_kcu_logsoftmax_bwd(float *dx, const float *dy, const float *y, int N, int D) {
+void s2s_kcu_logsoftmax_bwd(float *dx, const float *dy, const float *y, int N, int D, int assign) {
     if (!dx || N <= 0 || D <= 0) return;
-    LAUNCH(k_softmax_bwd<true>, N, row_threads(D), dx, dy, y, D);
+    LAUNCH(k_softmax_bwd<true>, N, row_threads(D), dx, dy, y, D, assign & S2S_ASSIGN(0));
 }
 
 /* ---- activations ---- */
@@ -973,16 +994,18 @@ void s2s_kcu_relu_fwd(float *y, const float *x, size_t n) {
     if (n) LAUNCH(k_relu_fwd, ew_blocks(n, EW_THREADS), EW_THREADS, y, x, n);
 }
 
-void s2s_kcu_relu_bwd(float *dx, const float *dy, const float *x, size_t n) {
-    if (dx && n) LAUNCH(k_relu_bwd, ew_blocks(n, EW_THREADS), EW_THREADS, dx, dy, x, n);
+void s2s_kcu_relu_bwd(float *dx, const float *dy, const float *x, size_t n, int assign) {
+    if (dx && n)
+        LAUNCH(k_relu_bwd, ew_blocks(n, EW_THREADS), EW_THREADS, dx, dy, x, n, assign & S2S_ASSIGN(0));
 }
 
 void s2s_kcu_gelu_fwd(float *y, const float *x, size_t n) {
     if (n) LAUNCH(k_gelu_fwd, ew_blocks(n, EW_THREADS), EW_THREADS, y, x, n);
 }
 
-void s2s_kcu_gelu_bwd(float *dx, const float *dy, const float *x, size_t n) {
-    if (dx && n) LAUNCH(k_gelu_bwd, ew_blocks(n, EW_THREADS), EW_THREADS, dx, dy, x, n);
+void s2s_kcu_gelu_bwd(float *dx, const float *dy, const float *x, size_t n, int assign) {
+    if (dx && n)
+        LAUNCH(k_gelu_bwd, ew_blocks(n, EW_THREADS), EW_THREADS, dx, dy, x, n, assign & S2S_ASSIGN(0));
 }
 
 /* ---- embedding ---- */
@@ -1024,9 +1047,16 @@ void s2s_kcu_attention_fwd(float *out, float *p, const float *q, const float *k,
 
 void s2s_kcu_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *p,
                            const float *q, const float *k, const float *v, int B, int H, int Tq,
-                           int Tk, int Dh) {
-    /* dq[B,Tq,H*Dh], dk,dv[B,Tk,H*Dh] (+=), dout[B,Tq,H*Dh], p[B,H,Tq,Tk] */
-    if (B <= 0 || H <= 0 || Tq <= 0 || Tk <= 0 || Dh <= 0) return;
+                           int Tk, int Dh, int assign) {
+    /* dq[B,Tq,H*Dh], dk,dv[B,Tk,H*Dh] (+=, or = with assign bits 0, 1, 2), dout[B,Tq,H*Dh],
+     * p[B,H,Tq,Tk] */
+    if (B <= 0 || H <= 0 || Tq <= 0 || Tk <= 0 || Dh <= 0) { /* no products: assigned outputs are 0 */
+        const size_t nq = (size_t)B * Tq * H * Dh, nk = (size_t)B * Tk * H * Dh;
+        if (dq && (assign & S2S_ASSIGN(0))) s2s_cuda_memset0(dq, nq * sizeof(float));
+        if (dk && (assign & S2S_ASSIGN(1))) s2s_cuda_memset0(dk, nk * sizeof(float));
+        if (dv && (assign & S2S_ASSIGN(2))) s2s_cuda_memset0(dv, nk * sizeof(float));
+        return;
+    }
     const int HD = H * Dh;
     const float scale = (float)(1.0 / sqrt((double)Dh));
     const attn_plan pl = plan_attention(B, H, Tq, Tk, Dh);
@@ -1034,7 +1064,7 @@ void s2s_kcu_attention_bwd(float *dq, float *dk, float *dv, const float *dout, c
     if (dv)
         for (int o = 0; o < pl.outer; o++)
             gemm_sb(1, 0, Tk, Dh, Tq, 1.0f, p + o * pl.p_o, Tk, pl.p_s, dout + o * pl.q_o, HD, pl.q_s,
-                    1.0f, dv + o * pl.k_o, HD, pl.k_s, pl.batch);
+                    grad_beta(assign, 2), dv + o * pl.k_o, HD, pl.k_s, pl.batch);
     if (!dq && !dk) return;
     const size_t rows = (size_t)B * H * Tq;
     float *ds = (float *)scratch(rows * Tk * sizeof(float)); /* [B,H,Tq,Tk] like p */
@@ -1049,12 +1079,12 @@ void s2s_kcu_attention_bwd(float *dq, float *dk, float *dv, const float *dout, c
     if (dq)
         for (int o = 0; o < pl.outer; o++)
             gemm_sb(0, 0, Tq, Dh, Tk, scale, ds + o * pl.p_o, Tk, pl.p_s, k + o * pl.k_o, HD, pl.k_s,
-                    1.0f, dq + o * pl.q_o, HD, pl.q_s, pl.batch);
+                    grad_beta(assign, 0), dq + o * pl.q_o, HD, pl.q_s, pl.batch);
     /* dk[b,:,h] [Tk,Dh] += scale * dS^T [Tk,Tq] @ q[b,:,h] [Tq,Dh] */
     if (dk)
         for (int o = 0; o < pl.outer; o++)
             gemm_sb(1, 0, Tk, Dh, Tq, scale, ds + o * pl.p_o, Tk, pl.p_s, q + o * pl.q_o, HD, pl.q_s,
-                    1.0f, dk + o * pl.k_o, HD, pl.k_s, pl.batch);
+                    grad_beta(assign, 1), dk + o * pl.k_o, HD, pl.k_s, pl.batch);
 }
 
 /* ---- cross-entropy ---- */
@@ -1067,9 +1097,10 @@ int s2s_kcu_xent_fwd(float *loss, float *logp, const float *logits, const int32_
 }
 
 void s2s_kcu_xent_bwd(float *dlogits, const float *dloss, const float *logp, const int32_t *tgt,
-                      float eps, int ignore, int N, int V) {
+                      float eps, int ignore, int N, int V, int assign) {
     if (!dlogits || N <= 0 || V <= 0) return;
-    LAUNCH(k_xent_bwd, N, row_threads(V), dlogits, dloss, logp, tgt, eps, ignore, V);
+    LAUNCH(k_xent_bwd, N, row_threads(V), dlogits, dloss, logp, tgt, eps, ignore, V,
+           assign & S2S_ASSIGN(0));
 }
 
 /* ---- recurrent cells ---- */

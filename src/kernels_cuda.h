@@ -8,7 +8,7 @@
  * so callers guard every other call with #ifdef S2S_CUDA.
  *
  * Contract: identical to the CPU kernels (same argument order, sizes, accumulate
- * (+=) rule for backward kernels, NULL = gradient not needed), except that EVERY
+ * (+=) rule and assign bits for backward kernels, NULL = gradient not needed), except that EVERY
  * pointer argument is a device pointer (including int32 ids, lengths and targets).
  * All work is queued on one stream (the legacy default stream) in order; host-side
  * reads go through s2s_cuda_download (synchronous). cuBLAS runs fp32 by default;

@@ -6,7 +6,8 @@
  * obviously right over being fast: reductions (dot products, sums, means) accumulate
  * in double and transcendental functions are evaluated in double, then rounded to
  * float once. Backward kernels ACCUMULATE (+=) into gradient buffers and skip NULL
- * ones, as the header says. */
+ * ones, as the header says; an output whose assign bit is set is zeroed first, the
+ * plainest reading of "overwrite". */
 #include "kernels.h"
 
 #include <math.h>
@@ -16,6 +17,11 @@
 
 #define LN_EPS 1e-5                  /* layernorm epsilon, as torch.nn.LayerNorm */
 #define SQRT1_2 0.70710678118654752  /* 1/sqrt(2) */
+
+/* Gradient output i of n floats, when assign overwrites it: zeroed, so += then assigns. */
+static void zero_assigned(float *grad, size_t n, int assign, int i) {
+    if (grad && (assign & S2S_ASSIGN(i))) memset(grad, 0, n * sizeof(float));
+}
 
 /* ------------------------------------------------------------------------------------
  * linear and matmul
@@ -34,8 +40,9 @@ void s2s_kref_linear_fwd(float *y, const float *x, const float *w, const float *
 }
 
 void s2s_kref_linear_bwd(float *dx, float *dw, float *db, const float *dy, const float *x,
-                         const float *w, int N, int K, int M) {
+                         const float *w, int N, int K, int M, int assign) {
     /* dx[N,K], dw[M,K], db[M], dy[N,M], x[N,K], w[M,K] */
+    zero_assigned(dx, (size_t)N * K, assign, 0);
     if (dx) {
         for (int n = 0; n < N; n++) {
             for (int k = 0; k < K; k++) {
@@ -75,8 +82,10 @@ void s2s_kref_matmul_fwd(float *c, const float *a, const float *b, int M, int K,
 }
 
 void s2s_kref_matmul_bwd(float *da, float *db, const float *dc, const float *a,
-                         const float *b, int M, int K, int N) {
+                         const float *b, int M, int K, int N, int assign) {
     /* da[M,K] += dc[M,N] @ b[K,N]^T;  db[K,N] += a[M,K]^T @ dc[M,N] */
+    zero_assigned(da, (size_t)M * K, assign, 0);
+    zero_assigned(db, (size_t)K * N, assign, 1);
     if (da) {
         for (int i = 0; i < M; i++) {
             for (int p = 0; p < K; p++) {
@@ -121,10 +130,11 @@ void s2s_kref_layernorm_fwd(float *y, float *mean, float *rstd, const float *x,
 
 void s2s_kref_layernorm_bwd(float *dx, float *dg, float *db, const float *dy,
                             const float *x, const float *mean, const float *rstd,
-                            const float *g, int N, int D) {
+                            const float *g, int N, int D, int assign) {
     /* dx[N,D], dg[D], db[D], dy[N,D], x[N,D], mean[N], rstd[N], g[D]
      * with xhat = (x-mean)*rstd and dxhat = dy*g:
      *   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) */
+    zero_assigned(dx, (size_t)N * D, assign, 0);
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * D, *dyr = dy + (size_t)n * D;
         double m = mean[n], rs = rstd[n];
@@ -170,8 +180,9 @@ void s2s_kref_softmax_fwd(float *y, const float *x, int N, int D) {
     }
 }
 
-void s2s_kref_softmax_bwd(float *dx, const float *dy, const float *y, int N, int D) {
+void s2s_kref_softmax_bwd(float *dx, const float *dy, const float *y, int N, int D, int assign) {
     /* dx[N,D] += y * (dy - sum(dy*y)) */
+    zero_assigned(dx, (size_t)N * D, assign, 0);
     for (int n = 0; n < N; n++) {
         const float *yr = y + (size_t)n * D, *dyr = dy + (size_t)n * D;
         double s = 0.0;
@@ -193,8 +204,9 @@ void s2s_kref_logsoftmax_fwd(float *y, const float *x, int N, int D) {
     }
 }
 
-void s2s_kref_logsoftmax_bwd(float *dx, const float *dy, const float *y, int N, int D) {
+void s2s_kref_logsoftmax_bwd(float *dx, const float *dy, const float *y, int N, int D, int assign) {
     /* dx[N,D] += dy - exp(y) * sum(dy) */
+    zero_assigned(dx, (size_t)N * D, assign, 0);
     for (int n = 0; n < N; n++) {
         const float *yr = y + (size_t)n * D, *dyr = dy + (size_t)n * D;
         double s = 0.0;
@@ -211,7 +223,8 @@ void s2s_kref_relu_fwd(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-void s2s_kref_relu_bwd(float *dx, const float *dy, const float *x, size_t n) {
+void s2s_kref_relu_bwd(float *dx, const float *dy, const float *x, size_t n, int assign) {
+    zero_assigned(dx, n, assign, 0);
     for (size_t i = 0; i < n; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
 }
 
@@ -224,8 +237,9 @@ void s2s_kref_gelu_fwd(float *y, const float *x, size_t n) {
 }
 
 /* d GELU / dx = Phi(x) + x * phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi). */
-void s2s_kref_gelu_bwd(float *dx, const float *dy, const float *x, size_t n) {
+void s2s_kref_gelu_bwd(float *dx, const float *dy, const float *x, size_t n, int assign) {
     const double inv_sqrt_2pi = 0.3989422804014327;
+    zero_assigned(dx, n, assign, 0);
     for (size_t i = 0; i < n; i++) {
         double v = x[i];
         double cdf = 0.5 * (1.0 + erf(v * SQRT1_2));
@@ -315,7 +329,7 @@ void s2s_kref_attention_fwd(float *out, float *p, const float *q, const float *k
 
 void s2s_kref_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
                             const float *p, const float *q, const float *k,
-                            const float *v, int B, int H, int Tq, int Tk, int Dh) {
+                            const float *v, int B, int H, int Tq, int Tk, int Dh, int assign) {
     /* dq[B,Tq,H*Dh], dk,dv[B,Tk,H*Dh], dout[B,Tq,H*Dh], p[B,H,Tq,Tk]
      * with S = scale * q k^T, P = softmax(S) (masked entries P = 0), out = P v:
      *   dv += P^T dout;  dP = dout v^T;  dS = P * (dP - rowsum(P * dP));
@@ -323,6 +337,9 @@ void s2s_kref_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
      * Masked entries have P = 0, hence dS = 0: no mask is needed here. */
     const int HD = H * Dh;
     const double scale = 1.0 / sqrt((double)Dh);
+    zero_assigned(dq, (size_t)B * Tq * HD, assign, 0);
+    zero_assigned(dk, (size_t)B * Tk * HD, assign, 1);
+    zero_assigned(dv, (size_t)B * Tk * HD, assign, 2);
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < H; h++) {
             for (int i = 0; i < Tq; i++) {
@@ -379,8 +396,9 @@ int s2s_kref_xent_fwd(float *loss, float *logp, const float *logits, const int32
 }
 
 void s2s_kref_xent_bwd(float *dlogits, const float *dloss, const float *logp,
-                       const int32_t *tgt, float eps, int ignore, int N, int V) {
+                       const int32_t *tgt, float eps, int ignore, int N, int V, int assign) {
     /* dlogits[N,V] += dloss[n] * (softmax - (1-eps) * onehot(t) - eps / V) */
+    zero_assigned(dlogits, (size_t)N * V, assign, 0);
     for (int n = 0; n < N; n++) {
         if (tgt[n] == ignore) continue;
         const float *lp = logp + (size_t)n * V;

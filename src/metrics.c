@@ -851,3 +851,32 @@ int s2s_g2p_score(s2s_g2p_result *out, const char *const *hyps,
     else out->per = edits > 0 ? 100.0 : 0.0;
     return 0;
 }
+
+int s2s_metric_higher_better(const char *metric) {
+    return metric && (strcmp(metric, "bleu") == 0 || strcmp(metric, "chrf") == 0);
+}
+
+int s2s_metric_score(const char *metric, const char *const *hyps, const char *const *refs, size_t n_lines,
+                     double *score, char *err, size_t errlen) {
+    const char *const *sets[1] = {refs};
+    if (metric && (strcmp(metric, "wer") == 0 || strcmp(metric, "per") == 0)) {
+        s2s_g2p_result r;
+        if (s2s_g2p_score(&r, hyps, refs, n_lines, err, errlen) != 0) return -1;
+        *score = metric[0] == 'w' ? r.wer : r.per;
+        return 0;
+    }
+    if (metric && strcmp(metric, "bleu") == 0) {
+        s2s_bleu_result r;
+        if (s2s_bleu(&r, hyps, sets, 1, n_lines, err, errlen) != 0) return -1;
+        *score = r.score;
+        return 0;
+    }
+    if (metric && strcmp(metric, "chrf") == 0) {
+        s2s_chrf_result r;
+        if (s2s_chrf(&r, hyps, sets, 1, n_lines, err, errlen) != 0) return -1;
+        *score = r.score;
+        return 0;
+    }
+    s2s_errf(err, errlen, "unknown metric '%s' (wer, per, bleu or chrf)", metric ? metric : "(null)");
+    return -1;
+}

@@ -110,6 +110,14 @@ int s2s_chrf(s2s_chrf_result *out, const char *const *hyps,
 int s2s_g2p_score(s2s_g2p_result *out, const char *const *hyps,
                   const char *const *refs, size_t n_lines, char *err, size_t errlen);
 
+/* The score of a metric by name: "wer" / "per" (s2s_g2p_score; refs may hold TAB-
+ * separated alternatives), "bleu" / "chrf" (one reference set). 0 with *score set, or
+ * -1 + message (unknown metric, invalid UTF-8). */
+int s2s_metric_score(const char *metric, const char *const *hyps, const char *const *refs, size_t n_lines,
+                     double *score, char *err, size_t errlen);
+/* 1 for the metrics where higher is better (bleu, chrf), 0 for wer, per (and loss). */
+int s2s_metric_higher_better(const char *metric);
+
 /* The 13a tokenization BLEU applies to one line (after rstrip), tokens joined by
  * single spaces. Returns a malloc'd string the caller free()s, or NULL with a
  * message when line is not valid UTF-8. */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "decoder_common.h"
 #include "l0.h"
 #include "tokenizer.h"
 
@@ -225,7 +226,7 @@ void s2s_model_free(s2s_model *m) {
     for (int i = 0; i < m->n_params; i++) {
         s2s_tensor *t = m->params[i].t;
         if (m->trainable) s2s_param_free(t);
-        else { if (t->is_param) free(t->data); free(t); } /* is_param marks owned data */
+        else { if (t->is_param) free(t->data); free(t->packed); free(t); } /* is_param marks owned data */
     }
     free(m->params); free(m->enc); free(m->dec); free(m->pe); free(m->train_meta);
     s2s_tok_free(m->src_tok);
@@ -282,9 +283,50 @@ static s2s_tensor *mha(s2s_graph *g, const s2s_model *m, s2s_tensor *xq, s2s_ten
     return lin(g, a, o);
 }
 
+/* Inference without the padding rows: x [B, T, D] -> [N, D], the rows t < len[b] in order
+ * (N = their count), and back, with zero rows at t >= len[b]. Plain copies on a CPU graph of
+ * an inference model (nothing needs a gradient, so no tape). */
+static s2s_tensor *rows_pack(s2s_graph *g, s2s_tensor *x, const int32_t *len, int B, int T, int N) {
+    const int D = x->shape[x->ndim - 1];
+    s2s_tensor *y = s2s_tensor_wrap(g, s2s_graph_alloc(g, (size_t)N * D * sizeof(float)), 2, (int[]){N, D});
+    for (int b = 0, r = 0; b < B; r += len[b], b++)
+        memcpy(y->data + (size_t)r * D, x->data + (size_t)b * T * D, (size_t)len[b] * D * sizeof(float));
+    return y;
+}
+
+static s2s_tensor *rows_unpack(s2s_graph *g, s2s_tensor *x, const int32_t *len, int B, int T) {
+    const int D = x->shape[x->ndim - 1];
+    s2s_tensor *y = s2s_tensor_new(g, 3, (int[]){B, T, D}); /* zeroed */
+    for (int b = 0, r = 0; b < B; r += len[b], b++)
+        memcpy(y->data + (size_t)b * T * D, x->data + (size_t)r * D, (size_t)len[b] * D * sizeof(float));
+    return y;
+}
+
 s2s_tensor *s2s_model_encode(s2s_graph *g, const s2s_model *m, const int32_t *src,
                              const int32_t *src_len, int B, int Ts, float dropout) {
     s2s_tensor *x = embed(g, m, m->src_emb, src, B, Ts, dropout);
+    /* an inference model on the CPU skips the padding rows: the sentences' rows are packed
+     * ([N, D], N = sum of the lengths); every sublayer but attention is row-wise, and
+     * attention runs each row over its own sentence's rows (s2s_dec_attend_at); the result
+     * is spread back to [B, Ts, D] with zero padding rows */
+    int N = 0;
+    for (int b = 0; b < B; b++) N += src_len[b] < Ts ? (src_len[b] > 0 ? src_len[b] : 0) : Ts;
+    const int compact = !m->trainable && !s2s_graph_is_cuda(g) && dropout == 0.0f && N < B * Ts && N > 0;
+    int32_t *clen = NULL, *rsent = NULL, *first = NULL;
+    float *pscr = NULL;
+    if (compact) {
+        clen = s2s_graph_alloc(g, (size_t)B * sizeof(int32_t));
+        first = s2s_graph_alloc(g, (size_t)B * sizeof(int32_t)); /* sentence -> its first row */
+        rsent = s2s_graph_alloc(g, (size_t)N * sizeof(int32_t)); /* row -> its sentence */
+        for (int b = 0, r = 0; b < B; b++) {
+            clen[b] = src_len[b] < Ts ? (src_len[b] > 0 ? src_len[b] : 0) : Ts;
+            first[b] = r;
+            for (int i = 0; i < clen[b]; i++) rsent[r + i] = b;
+            r += clen[b];
+        }
+        pscr = s2s_graph_alloc(g, (size_t)N * m->cfg.n_heads * Ts * sizeof(float));
+        x = rows_pack(g, x, clen, B, Ts, N);
+    }
     for (int i = 0; i < m->cfg.enc_layers; i++) {
         /* per-layer widths (pruned encoders): Hl heads of Dh = D / n_heads, Fl FFN
          * units; a sublayer of width 0 is skipped (the residual passes through) */
@@ -292,8 +334,15 @@ s2s_tensor *s2s_model_encode(s2s_graph *g, const s2s_model *m, const int32_t *sr
         int Hl = s2s_config_enc_heads(&m->cfg, i), Fl = s2s_config_enc_ff(&m->cfg, i);
         if (Hl > 0) {
             s2s_tensor *h = ln(g, x, &L->ln1);
-            s2s_tensor *a = s2s_attention(g, lin(g, h, &L->q), lin(g, h, &L->k), lin(g, h, &L->v), src_len, 0,
-                                          Hl); /* [B, Ts, Hl*Dh] */
+            s2s_tensor *q = lin(g, h, &L->q), *k = lin(g, h, &L->k), *v = lin(g, h, &L->v), *a;
+            if (compact) { /* each row over its own sentence's rows: the decoders' one-query kernel */
+                const int HD = q->shape[1], Dh = m->cfg.d_model / m->cfg.n_heads;
+                a = s2s_tensor_wrap(g, s2s_graph_alloc(g, (size_t)N * HD * sizeof(float)), 2, (int[]){N, HD});
+                s2s_dec_attend_at(a->data, pscr, q->data, k->data, v->data, (size_t)HD, (size_t)HD, NULL, 0, rsent,
+                                  first, clen, Ts, N, Hl, Dh, Ts);
+            } else {
+                a = s2s_attention(g, q, k, v, src_len, 0, Hl); /* [B, Ts, Hl*Dh] */
+            }
             if (m->l0) a = s2s_group_scale(g, a, s2s_l0_mask(g, m->l0, i, 0)); /* NASH head masks [Hl] */
             x = s2s_add(g, x, s2s_dropout(g, lin(g, a, &L->o), dropout));
         }
@@ -305,7 +354,8 @@ s2s_tensor *s2s_model_encode(s2s_graph *g, const s2s_model *m, const int32_t *sr
             x = s2s_add(g, x, s2s_dropout(g, lin(g, h, &L->fc2), dropout));
         }
     }
-    return ln(g, x, &m->enc_ln);
+    x = ln(g, x, &m->enc_ln);
+    return compact ? rows_unpack(g, x, clen, B, Ts) : x;
 }
 
 /* The recurrent sublayer: one linear layer projects every step's input for all
@@ -317,23 +367,27 @@ static s2s_tensor *rnn(s2s_graph *g, int kind, s2s_tensor *x, const s2s_dec_laye
     return s2s_lstm_scan(g, xp, L->rh.w, L->rh.b);
 }
 
+/* Decoder layer L on y [B, Tt, D] -> [B, Tt, D]: self-attention (softmax or T2R) or the
+ * recurrence, cross-attention over enc, and the FFN when the config has one. */
+static s2s_tensor *dec_layer(s2s_graph *g, const s2s_model *m, const s2s_dec_layer *L, s2s_tensor *y,
+                             s2s_tensor *enc, const int32_t *src_len, float dropout) {
+    int kind = s2s_config_dec_kind(&m->cfg), t2r = s2s_config_is_t2r(&m->cfg);
+    s2s_tensor *h = ln(g, y, &L->ln1);
+    s2s_tensor *s = kind == S2S_DEC_TRANSFORMER ? mha(g, m, h, h, &L->sq, &L->sk, &L->sv, &L->so, t2r ? &L->sphi : NULL, NULL, 1)
+                                                : rnn(g, kind, h, L);
+    y = s2s_add(g, y, s2s_dropout(g, s, dropout));
+    h = ln(g, y, &L->ln2);
+    y = s2s_add(g, y, s2s_dropout(g, mha(g, m, h, enc, &L->cq, &L->ck, &L->cv, &L->co, t2r ? &L->cphi : NULL, src_len, 0), dropout));
+    if (!m->cfg.dec_ffn) return y;
+    h = ln(g, y, &L->ln3);
+    return s2s_add(g, y, s2s_dropout(g, ffn(g, m, h, &L->fc1, &L->fc2), dropout));
+}
+
 s2s_tensor *s2s_model_decode_train(s2s_graph *g, const s2s_model *m, s2s_tensor *enc,
                                    const int32_t *src_len, const int32_t *tgt_in, int B,
                                    int Tt, float dropout) {
-    int kind = s2s_config_dec_kind(&m->cfg), t2r = s2s_config_is_t2r(&m->cfg);
     s2s_tensor *y = embed(g, m, m->tgt_emb, tgt_in, B, Tt, dropout);
-    for (int i = 0; i < m->cfg.dec_layers; i++) {
-        const s2s_dec_layer *L = &m->dec[i];
-        s2s_tensor *h = ln(g, y, &L->ln1);
-        s2s_tensor *s = kind == S2S_DEC_TRANSFORMER ? mha(g, m, h, h, &L->sq, &L->sk, &L->sv, &L->so, t2r ? &L->sphi : NULL, NULL, 1)
-                                                    : rnn(g, kind, h, L);
-        y = s2s_add(g, y, s2s_dropout(g, s, dropout));
-        h = ln(g, y, &L->ln2);
-        y = s2s_add(g, y, s2s_dropout(g, mha(g, m, h, enc, &L->cq, &L->ck, &L->cv, &L->co, t2r ? &L->cphi : NULL, src_len, 0), dropout));
-        if (!m->cfg.dec_ffn) continue;
-        h = ln(g, y, &L->ln3);
-        y = s2s_add(g, y, s2s_dropout(g, ffn(g, m, h, &L->fc1, &L->fc2), dropout));
-    }
+    for (int i = 0; i < m->cfg.dec_layers; i++) y = dec_layer(g, m, &m->dec[i], y, enc, src_len, dropout);
     y = ln(g, y, &m->dec_ln);
     return s2s_linear(g, y, m->tgt_emb, NULL);
 }
@@ -378,17 +432,12 @@ static s2s_tensor *exit_adapter(s2s_graph *g, s2s_tensor *y, const s2s_dec_layer
 void s2s_model_decode_train_exits(s2s_graph *g, const s2s_model *m, s2s_tensor *enc,
                                   const int32_t *src_len, const int32_t *tgt_in, int B, int Tt,
                                   float dropout, s2s_tensor **exits) {
-    S2S_ASSERT(m->cfg.multi_exit && s2s_config_dec_kind(&m->cfg) == S2S_DEC_TRANSFORMER && !s2s_config_is_t2r(&m->cfg));
+    S2S_ASSERT(m->cfg.multi_exit && s2s_config_dec_kind(&m->cfg) == S2S_DEC_TRANSFORMER); /* softmax or T2R */
     int Ld = m->cfg.dec_layers;
     s2s_tensor *y = embed(g, m, m->tgt_emb, tgt_in, B, Tt, dropout);
     for (int i = 0; i < Ld; i++) { /* the layers of s2s_model_decode_train */
         const s2s_dec_layer *L = &m->dec[i];
-        s2s_tensor *h = ln(g, y, &L->ln1);
-        y = s2s_add(g, y, s2s_dropout(g, mha(g, m, h, h, &L->sq, &L->sk, &L->sv, &L->so, NULL, NULL, 1), dropout));
-        h = ln(g, y, &L->ln2);
-        y = s2s_add(g, y, s2s_dropout(g, mha(g, m, h, enc, &L->cq, &L->ck, &L->cv, &L->co, NULL, src_len, 0), dropout));
-        h = ln(g, y, &L->ln3);
-        y = s2s_add(g, y, s2s_dropout(g, ffn(g, m, h, &L->fc1, &L->fc2), dropout));
+        y = dec_layer(g, m, L, y, enc, src_len, dropout);
         s2s_tensor *a = i < Ld - 1 ? exit_adapter(g, y, L) : ln(g, y, &m->dec_ln);
         exits[i] = s2s_linear(g, a, m->tgt_emb, NULL);
     }

@@ -86,7 +86,8 @@ void s2s_model_free(s2s_model *m);
 size_t s2s_model_param_count(const s2s_model *m);
 s2s_tensor *s2s_model_param(const s2s_model *m, const char *name); /* NULL if absent */
 
-/* Encoder: src [B, Ts] ids, src_len [B] -> [B, Ts, D] (graph-owned). */
+/* Encoder: src [B, Ts] ids, src_len [B] -> [B, Ts, D] (graph-owned). Rows t >= src_len[b]
+ * (padding) carry no meaning; an inference model on the CPU skips them (they come out 0). */
 s2s_tensor *s2s_model_encode(s2s_graph *g, const s2s_model *m, const int32_t *src,
                              const int32_t *src_len, int B, int Ts, float dropout);
 /* Teacher-forced decoder: tgt_in [B, Tt] -> logits [B, Tt, Vt]. */
@@ -105,11 +106,11 @@ void s2s_model_decode_train_exits(s2s_graph *g, const s2s_model *m, s2s_tensor *
  * of s2s_xent (mean over non-pad targets tgt_out [B*Tt]) -> scalar. */
 s2s_tensor *s2s_model_exit_loss(s2s_graph *g, const s2s_model *m, s2s_tensor **exits,
                                 const int32_t *tgt_out, float eps, float last_weight);
-/* A trainable multi-exit copy of a softmax Transformer model (tokenizers moved from
- * src, every weight copied) with exit adapters of rank r: exln from dec_ln's weights,
- * exup 0 (each exit starts as LN_dec of its layer's state), exdown xavier uniform
- * from seed. NULL + message if src is already multi-exit, not a softmax Transformer,
- * or r is out of range (src is then unchanged). */
+/* A trainable multi-exit copy of a Transformer model, softmax or T2R attention
+ * (tokenizers moved from src, every weight copied) with exit adapters of rank r: exln
+ * from dec_ln's weights, exup 0 (each exit starts as LN_dec of its layer's state),
+ * exdown xavier uniform from seed. NULL + message if src is already multi-exit, not a
+ * Transformer, or r is out of range (src is then unchanged). */
 s2s_model *s2s_model_to_multi_exit(s2s_model *src, int rank, uint64_t seed, char *err, size_t errlen);
 
 /* Distillation student: a new random model with the teacher's config except the
@@ -119,7 +120,8 @@ s2s_model *s2s_model_to_multi_exit(s2s_model *src, int rank, uint64_t seed, char
  * resulting config is invalid (the teacher is then unchanged). */
 s2s_model *s2s_model_student(s2s_model *teacher, const s2s_config *dec, uint64_t seed,
                              char *err, size_t errlen);
-/* Set dec_attn t2r with k features per head on a copy of a softmax Transformer model:
+/* Set dec_attn t2r with k features per head on a copy of a softmax Transformer model
+ * (a multi-exit one stays multi-exit, its adapters copied):
  * a new trainable model (tokenizers moved from src, every weight copied) whose phi
  * weights are random as in s2s_model_create (xavier uniform on each head's [k, Dh],
  * biases 0) from seed. map: S2S_T2R_MAP_RELU (learned, k features) or

@@ -173,8 +173,16 @@ static void beam_search(const s2s_model *m, const s2s_decoder_ops *ops, const fl
         for (int k = 0; k < K; k++) bscore[b * K + k] = k == 0 ? 0.0f : -INFINITY;
     }
     for (int r = 0; r < NK; r++) tok[r] = S2S_BOS;
+    /* the first step runs one row per sentence (its other K - 1 rows would be copies of it,
+     * with score -inf): select() keeps row b * K of each sentence, and the step's candidates
+     * then refill K rows per sentence as on every other step */
+    if (K > 1) {
+        for (int b = 0; b < B; b++) { keep[b] = b * K; bscore[b] = 0.0f; }
+        ops->select(st, keep, B);
+    }
     for (int t = 0; nlive > 0; t++) {
-        int N = nlive * K;
+        const int rk = t == 0 ? 1 : K; /* rows per live sentence in this step */
+        int N = nlive * rk;
         if (dev) kc = s2s_dec_cuda_step_top(st, tok, N, 2 * K, ctok, cval);
         else {
             ops->step(st, logits, tok, N);
@@ -183,8 +191,8 @@ static void beam_search(const s2s_model *m, const s2s_decoder_ops *ops, const fl
         int nlive2 = 0, N2 = 0;
         for (int si = 0; si < nlive; si++) {
             int b = live[si], hs = 0;
-            for (int k = 0; k < K; k++) {
-                int r = si * K + k;
+            for (int k = 0; k < rk; k++) {
+                int r = si * rk + k;
                 if (bscore[r] == -INFINITY) continue;
                 if (dev) { /* the row's top kc, in token order */
                     const float *cv = cval + (size_t)r * kc;

@@ -287,10 +287,6 @@ static void remove_stale_tmp(const char *dir) {
     closedir(d);
 }
 
-static int metric_higher_better(const char *metric) {
-    return strcmp(metric, "bleu") == 0 || strcmp(metric, "chrf") == 0;
-}
-
 static void set_train_meta(s2s_model *m, const s2s_train_opts *o, const trainer_state *ts,
                            double metric) {
     s2s_strbuf b;
@@ -445,19 +441,8 @@ static double dev_metric(const s2s_model *m, const char *metric, char **src, cha
     int trc = s2s_translate((const struct s2s_model *)m, (const char *const *)src, (int)n, &to, hyp, NULL, err, errlen);
     if (t2r_host) mm->on_cuda = 1;
     if (trc != 0) goto out;
-    if (strcmp(metric, "wer") == 0 || strcmp(metric, "per") == 0) {
-        s2s_g2p_result r;
-        if (s2s_g2p_score(&r, (const char *const *)hyp, (const char *const *)ref, n, err, errlen) == 0)
-            score = metric[0] == 'w' ? r.wer : r.per;
-    } else if (strcmp(metric, "bleu") == 0) {
-        s2s_bleu_result r;
-        const char *const *refs[1] = {(const char *const *)ref};
-        if (s2s_bleu(&r, (const char *const *)hyp, refs, 1, n, err, errlen) == 0) score = r.score;
-    } else if (strcmp(metric, "chrf") == 0) {
-        s2s_chrf_result r;
-        const char *const *refs[1] = {(const char *const *)ref};
-        if (s2s_chrf(&r, (const char *const *)hyp, refs, 1, n, err, errlen) == 0) score = r.score;
-    }
+    double sc;
+    if (s2s_metric_score(metric, (const char *const *)hyp, (const char *const *)ref, n, &sc, err, errlen) == 0) score = sc;
 out:
     for (size_t i = 0; i < n; i++) free(hyp[i]);
     free(hyp);
@@ -750,7 +735,7 @@ int s2s_train(const s2s_train_opts *o, char *err, size_t errlen) {
                 score = dev_metric(m, o->metric, dv_src, dv_tgt, n_eval, err, errlen);
                 if (isnan(score)) goto done;
             }
-            int hb = metric_higher_better(o->metric);
+            int hb = s2s_metric_higher_better(o->metric);
             int improved = !isnan(score) && (isnan(ts.best) || (hb ? score > ts.best : score < ts.best));
             ts.elapsed = elapsed0 + s2s_now() - t0;
             if (improved || isnan(score)) {

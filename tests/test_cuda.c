@@ -165,8 +165,8 @@ Test(cuda_kernels, linear) {
         /* backward: gradients start random (+=) */
         float *gy = randn(ny, 1), *gx = randn(nx, 1), *gw = randn(nw, 1), *gb = randn(M, 1);
         float *d_gy = up(gy, ny), *d_gx = up(gx, nx), *d_gw = up(gw, nw), *d_gb = up(gb, M);
-        s2s_kcu_linear_bwd(d_gx, d_gw, d_gb, d_gy, dx_, dw_, N, K, M);
-        s2s_kref_linear_bwd(gx, gw, gb, gy, x, w, N, K, M);
+        s2s_kcu_linear_bwd(d_gx, d_gw, d_gb, d_gy, dx_, dw_, N, K, M, 0);
+        s2s_kref_linear_bwd(gx, gw, gb, gy, x, w, N, K, M, 0);
         snprintf(what, sizeof what, "linear_bwd dx N=%d K=%d M=%d", N, K, M);
         check_dev(what, d_gx, gx, nx, ktol(M), RT);
         snprintf(what, sizeof what, "linear_bwd dw N=%d K=%d M=%d", N, K, M);
@@ -174,10 +174,10 @@ Test(cuda_kernels, linear) {
         snprintf(what, sizeof what, "linear_bwd db N=%d K=%d M=%d", N, K, M);
         check_dev(what, d_gb, gb, M, ktol(N), RT);
         /* NULL gradients are skipped: dw only, then dx and db only */
-        s2s_kcu_linear_bwd(NULL, d_gw, NULL, d_gy, dx_, dw_, N, K, M);
-        s2s_kref_linear_bwd(NULL, gw, NULL, gy, x, w, N, K, M);
-        s2s_kcu_linear_bwd(d_gx, NULL, d_gb, d_gy, dx_, dw_, N, K, M);
-        s2s_kref_linear_bwd(gx, NULL, gb, gy, x, w, N, K, M);
+        s2s_kcu_linear_bwd(NULL, d_gw, NULL, d_gy, dx_, dw_, N, K, M, 0);
+        s2s_kref_linear_bwd(NULL, gw, NULL, gy, x, w, N, K, M, 0);
+        s2s_kcu_linear_bwd(d_gx, NULL, d_gb, d_gy, dx_, dw_, N, K, M, 0);
+        s2s_kref_linear_bwd(gx, NULL, gb, gy, x, w, N, K, M, 0);
         snprintf(what, sizeof what, "linear_bwd (NULLs) dx N=%d K=%d M=%d", N, K, M);
         check_dev(what, d_gx, gx, nx, 2 * ktol(M), RT);
         snprintf(what, sizeof what, "linear_bwd (NULLs) dw N=%d K=%d M=%d", N, K, M);
@@ -205,16 +205,16 @@ Test(cuda_kernels, matmul) {
         check_dev(what, d_c, cr, nc, ktol(K), RT);
         float *gc = randn(nc, 1), *ga = randn(na, 1), *gb = randn(nb, 1);
         float *d_gc = up(gc, nc), *d_ga = up(ga, na), *d_gb = up(gb, nb);
-        s2s_kcu_matmul_bwd(d_ga, d_gb, d_gc, d_a, d_b, M, K, N);
-        s2s_kref_matmul_bwd(ga, gb, gc, a, b, M, K, N);
+        s2s_kcu_matmul_bwd(d_ga, d_gb, d_gc, d_a, d_b, M, K, N, 0);
+        s2s_kref_matmul_bwd(ga, gb, gc, a, b, M, K, N, 0);
         snprintf(what, sizeof what, "matmul_bwd da M=%d K=%d N=%d", M, K, N);
         check_dev(what, d_ga, ga, na, ktol(N), RT);
         snprintf(what, sizeof what, "matmul_bwd db M=%d K=%d N=%d", M, K, N);
         check_dev(what, d_gb, gb, nb, ktol(M), RT);
-        s2s_kcu_matmul_bwd(NULL, d_gb, d_gc, d_a, d_b, M, K, N);
-        s2s_kref_matmul_bwd(NULL, gb, gc, a, b, M, K, N);
-        s2s_kcu_matmul_bwd(d_ga, NULL, d_gc, d_a, d_b, M, K, N);
-        s2s_kref_matmul_bwd(ga, NULL, gc, a, b, M, K, N);
+        s2s_kcu_matmul_bwd(NULL, d_gb, d_gc, d_a, d_b, M, K, N, 0);
+        s2s_kref_matmul_bwd(NULL, gb, gc, a, b, M, K, N, 0);
+        s2s_kcu_matmul_bwd(d_ga, NULL, d_gc, d_a, d_b, M, K, N, 0);
+        s2s_kref_matmul_bwd(ga, NULL, gc, a, b, M, K, N, 0);
         snprintf(what, sizeof what, "matmul_bwd (NULLs) da M=%d K=%d N=%d", M, K, N);
         check_dev(what, d_ga, ga, na, 2 * ktol(N), RT);
         snprintf(what, sizeof what, "matmul_bwd (NULLs) db M=%d K=%d N=%d", M, K, N);
@@ -255,8 +255,8 @@ Test(cuda_kernels, layernorm) {
         s2s_cuda_upload(d_r, rr, N * sizeof(float));
         float *gy = randn(n, 1), *gx = randn(n, 1), *gg = randn(D, 1), *gb = randn(D, 1);
         float *d_gy = up(gy, n), *d_gx = up(gx, n), *d_gg = up(gg, D), *d_gb = up(gb, D);
-        s2s_kcu_layernorm_bwd(d_gx, d_gg, d_gb, d_gy, d_x, d_m, d_r, d_g, N, D);
-        s2s_kref_layernorm_bwd(gx, gg, gb, gy, x, mr, rr, g, N, D);
+        s2s_kcu_layernorm_bwd(d_gx, d_gg, d_gb, d_gy, d_x, d_m, d_r, d_g, N, D, 0);
+        s2s_kref_layernorm_bwd(gx, gg, gb, gy, x, mr, rr, g, N, D, 0);
         snprintf(what, sizeof what, "layernorm_bwd dx N=%d D=%d", N, D);
         check_dev(what, d_gx, gx, n, 3e-5, RT);
         snprintf(what, sizeof what, "layernorm_bwd dg N=%d D=%d", N, D);
@@ -264,12 +264,12 @@ Test(cuda_kernels, layernorm) {
         snprintf(what, sizeof what, "layernorm_bwd db N=%d D=%d", N, D);
         check_dev(what, d_gb, gb, D, ktol(N), RT);
         /* NULL gradients: dg only, then db only, then dx only */
-        s2s_kcu_layernorm_bwd(NULL, d_gg, NULL, d_gy, d_x, d_m, d_r, d_g, N, D);
-        s2s_kref_layernorm_bwd(NULL, gg, NULL, gy, x, mr, rr, g, N, D);
-        s2s_kcu_layernorm_bwd(NULL, NULL, d_gb, d_gy, d_x, d_m, d_r, d_g, N, D);
-        s2s_kref_layernorm_bwd(NULL, NULL, gb, gy, x, mr, rr, g, N, D);
-        s2s_kcu_layernorm_bwd(d_gx, NULL, NULL, d_gy, d_x, d_m, d_r, d_g, N, D);
-        s2s_kref_layernorm_bwd(gx, NULL, NULL, gy, x, mr, rr, g, N, D);
+        s2s_kcu_layernorm_bwd(NULL, d_gg, NULL, d_gy, d_x, d_m, d_r, d_g, N, D, 0);
+        s2s_kref_layernorm_bwd(NULL, gg, NULL, gy, x, mr, rr, g, N, D, 0);
+        s2s_kcu_layernorm_bwd(NULL, NULL, d_gb, d_gy, d_x, d_m, d_r, d_g, N, D, 0);
+        s2s_kref_layernorm_bwd(NULL, NULL, gb, gy, x, mr, rr, g, N, D, 0);
+        s2s_kcu_layernorm_bwd(d_gx, NULL, NULL, d_gy, d_x, d_m, d_r, d_g, N, D, 0);
+        s2s_kref_layernorm_bwd(gx, NULL, NULL, gy, x, mr, rr, g, N, D, 0);
         snprintf(what, sizeof what, "layernorm_bwd (NULLs) dx N=%d D=%d", N, D);
         check_dev(what, d_gx, gx, n, 6e-5, RT);
         snprintf(what, sizeof what, "layernorm_bwd (NULLs) dg N=%d D=%d", N, D);
@@ -306,14 +306,14 @@ Test(cuda_kernels, softmax) {
         /* backward from the reference outputs; gradients start random */
         float *dy = randn(n, 1), *dx = randn(n, 1), *d_dy = up(dy, n), *d_dx = up(dx, n);
         s2s_cuda_upload(d_y, yr, n * sizeof(float)); /* log-softmax output */
-        s2s_kcu_logsoftmax_bwd(d_dx, d_dy, d_y, N, D);
-        s2s_kref_logsoftmax_bwd(dx, dy, yr, N, D);
+        s2s_kcu_logsoftmax_bwd(d_dx, d_dy, d_y, N, D, 0);
+        s2s_kref_logsoftmax_bwd(dx, dy, yr, N, D, 0);
         snprintf(what, sizeof what, "logsoftmax_bwd N=%d D=%d", N, D);
         check_dev(what, d_dx, dx, n, ktol(D), RT);
         s2s_kref_softmax_fwd(yr, x, N, D);
         s2s_cuda_upload(d_y, yr, n * sizeof(float));
-        s2s_kcu_softmax_bwd(d_dx, d_dy, d_y, N, D);
-        s2s_kref_softmax_bwd(dx, dy, yr, N, D);
+        s2s_kcu_softmax_bwd(d_dx, d_dy, d_y, N, D, 0);
+        s2s_kref_softmax_bwd(dx, dy, yr, N, D, 0);
         snprintf(what, sizeof what, "softmax_bwd N=%d D=%d", N, D);
         check_dev(what, d_dx, dx, n, 2 * ktol(D), RT);
         free(x), free(yr), free(dy), free(dx);
@@ -340,12 +340,12 @@ Test(cuda_kernels, activations) {
         snprintf(what, sizeof what, "gelu_fwd n=%zu", n);
         check_dev(what, d_y, yr, n, 1e-7, 1e-5);
         float *dy = randn(n, 1), *dx = randn(n, 1), *d_dy = up(dy, n), *d_dx = up(dx, n);
-        s2s_kcu_relu_bwd(d_dx, d_dy, d_x, n);
-        s2s_kref_relu_bwd(dx, dy, x, n);
+        s2s_kcu_relu_bwd(d_dx, d_dy, d_x, n, 0);
+        s2s_kref_relu_bwd(dx, dy, x, n, 0);
         snprintf(what, sizeof what, "relu_bwd n=%zu", n);
         check_dev(what, d_dx, dx, n, 0.0, 0.0);
-        s2s_kcu_gelu_bwd(d_dx, d_dy, d_x, n);
-        s2s_kref_gelu_bwd(dx, dy, x, n);
+        s2s_kcu_gelu_bwd(d_dx, d_dy, d_x, n, 0);
+        s2s_kref_gelu_bwd(dx, dy, x, n, 0);
         snprintf(what, sizeof what, "gelu_bwd n=%zu", n);
         check_dev(what, d_dx, dx, n, 1e-6, 1e-5);
         free(x), free(yr), free(dy), free(dx);
@@ -452,8 +452,8 @@ Test(cuda_kernels, attention) {
         float *d_gout = up(gout, nq), *d_gq = up(gq, nq), *d_gk = up(gk, nk), *d_gv = up(gv, nk);
         const int kmax = Tk > Dh ? (Tk > Tq ? Tk : Tq) : (Dh > Tq ? Dh : Tq);
         const double ta = ktol(kmax); /* sums over Tk (dq), Tq (dk, dv) or Dh (dP) */
-        s2s_kcu_attention_bwd(d_gq, d_gk, d_gv, d_gout, d_p, d_q, d_k, d_v, B, H, Tq, Tk, Dh);
-        s2s_kref_attention_bwd(gq, gk, gv, gout, pr, q, k, v, B, H, Tq, Tk, Dh);
+        s2s_kcu_attention_bwd(d_gq, d_gk, d_gv, d_gout, d_p, d_q, d_k, d_v, B, H, Tq, Tk, Dh, 0);
+        s2s_kref_attention_bwd(gq, gk, gv, gout, pr, q, k, v, B, H, Tq, Tk, Dh, 0);
         snprintf(what, sizeof what, "attention_bwd dq (case %zu)", ci);
         check_dev(what, d_gq, gq, nq, ta, RT);
         snprintf(what, sizeof what, "attention_bwd dk (case %zu)", ci);
@@ -461,12 +461,12 @@ Test(cuda_kernels, attention) {
         snprintf(what, sizeof what, "attention_bwd dv (case %zu)", ci);
         check_dev(what, d_gv, gv, nk, ta, RT);
         /* only some gradients wanted */
-        s2s_kcu_attention_bwd(NULL, d_gk, NULL, d_gout, d_p, d_q, d_k, d_v, B, H, Tq, Tk, Dh);
-        s2s_kref_attention_bwd(NULL, gk, NULL, gout, pr, q, k, v, B, H, Tq, Tk, Dh);
-        s2s_kcu_attention_bwd(d_gq, NULL, NULL, d_gout, d_p, d_q, d_k, d_v, B, H, Tq, Tk, Dh);
-        s2s_kref_attention_bwd(gq, NULL, NULL, gout, pr, q, k, v, B, H, Tq, Tk, Dh);
-        s2s_kcu_attention_bwd(NULL, NULL, d_gv, d_gout, d_p, d_q, d_k, d_v, B, H, Tq, Tk, Dh);
-        s2s_kref_attention_bwd(NULL, NULL, gv, gout, pr, q, k, v, B, H, Tq, Tk, Dh);
+        s2s_kcu_attention_bwd(NULL, d_gk, NULL, d_gout, d_p, d_q, d_k, d_v, B, H, Tq, Tk, Dh, 0);
+        s2s_kref_attention_bwd(NULL, gk, NULL, gout, pr, q, k, v, B, H, Tq, Tk, Dh, 0);
+        s2s_kcu_attention_bwd(d_gq, NULL, NULL, d_gout, d_p, d_q, d_k, d_v, B, H, Tq, Tk, Dh, 0);
+        s2s_kref_attention_bwd(gq, NULL, NULL, gout, pr, q, k, v, B, H, Tq, Tk, Dh, 0);
+        s2s_kcu_attention_bwd(NULL, NULL, d_gv, d_gout, d_p, d_q, d_k, d_v, B, H, Tq, Tk, Dh, 0);
+        s2s_kref_attention_bwd(NULL, NULL, gv, gout, pr, q, k, v, B, H, Tq, Tk, Dh, 0);
         snprintf(what, sizeof what, "attention_bwd (NULLs) dq (case %zu)", ci);
         check_dev(what, d_gq, gq, nq, 2 * ta, RT);
         snprintf(what, sizeof what, "attention_bwd (NULLs) dk (case %zu)", ci);
@@ -539,8 +539,8 @@ Test(cuda_kernels, xent) {
         s2s_cuda_upload(d_lp, lpr, n * sizeof(float));
         float *dloss = randn(N, 1), *gl = randn(n, 1), *gl0 = dup(gl, n);
         float *d_dloss = up(dloss, N), *d_gl = up(gl, n);
-        s2s_kcu_xent_bwd(d_gl, d_dloss, d_lp, d_t, eps, ig, N, V);
-        s2s_kref_xent_bwd(gl, dloss, lpr, t, eps, ig, N, V);
+        s2s_kcu_xent_bwd(d_gl, d_dloss, d_lp, d_t, eps, ig, N, V, 0);
+        s2s_kref_xent_bwd(gl, dloss, lpr, t, eps, ig, N, V, 0);
         snprintf(what, sizeof what, "xent_bwd N=%d V=%d eps=%g", N, V, eps);
         check_dev(what, d_gl, gl, n, 1e-6, 1e-5);
         float *got = down(d_gl, n);
@@ -854,8 +854,8 @@ Test(cuda_kernels, tf32_mode) {
     e = normwise_err(d_p, pr, np);
     cr_assert(e <= 1e-2, "TF32 attention p: normwise error %g", e);
     float *gy = randn(ny, 1), *gw = zeros(nw), *d_gy = up(gy, ny), *d_gw = up(gw, nw);
-    s2s_kcu_linear_bwd(NULL, d_gw, NULL, d_gy, d_x, d_w, N, K, M);
-    s2s_kref_linear_bwd(NULL, gw, NULL, gy, x, w, N, K, M);
+    s2s_kcu_linear_bwd(NULL, d_gw, NULL, d_gy, d_x, d_w, N, K, M, 0);
+    s2s_kref_linear_bwd(NULL, gw, NULL, gy, x, w, N, K, M, 0);
     e = normwise_err(d_gw, gw, nw);
     cr_assert(e <= 1e-2, "TF32 linear dw: normwise error %g", e);
     s2s_cuda_set_tf32(0);
@@ -863,6 +863,143 @@ Test(cuda_kernels, tf32_mode) {
     s2s_cuda_free(d_x), s2s_cuda_free(d_w), s2s_cuda_free(d_b), s2s_cuda_free(d_y);
     s2s_cuda_free(d_q), s2s_cuda_free(d_k), s2s_cuda_free(d_v), s2s_cuda_free(d_out), s2s_cuda_free(d_p);
     s2s_cuda_free(d_kvl), s2s_cuda_free(d_gy), s2s_cuda_free(d_gw);
+}
+
+/* ------------------------------------------------------------------------------------
+ * assign bits (kernels.h): an output whose bit is set starts as NaN on the device and
+ * must be overwritten everywhere (masked attention rows, ignored xent rows, an empty
+ * sum included), matching the reference accumulated into zeros
+ * ---------------------------------------------------------------------------------- */
+
+static float *nans_dev(size_t n) {
+    float *h = s2s_xmalloc((n ? n : 1) * sizeof(float)), *d;
+    for (size_t i = 0; i < (n ? n : 1); i++) h[i] = NAN;
+    d = up(h, n ? n : 1);
+    free(h);
+    return d;
+}
+
+Test(cuda_kernels, backward_assign) {
+    NEED_GPU();
+    char what[96];
+    const int sizes[][3] = {{33, 65, 129}, {7, 13, 5}, {3, 4, 0}}; /* M = 0: dx = an empty sum = 0 */
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const int N = sizes[s][0], K = sizes[s][1], M = sizes[s][2];
+        const size_t nx = (size_t)N * K, nw = (size_t)M * K + 1, ny = (size_t)N * M + 1;
+        float *x = randn(nx, 1), *w = randn(nw, 0.5f), *gy = randn(ny, 1), *gx = zeros(nx);
+        float *d_x = up(x, nx), *d_w = up(w, nw), *d_gy = up(gy, ny), *d_gx = nans_dev(nx);
+        s2s_kcu_linear_bwd(d_gx, NULL, NULL, d_gy, d_x, d_w, N, K, M, S2S_ASSIGN(0));
+        s2s_kref_linear_bwd(gx, NULL, NULL, gy, x, w, N, K, M, 0);
+        snprintf(what, sizeof what, "linear_bwd dx (assign) N=%d K=%d M=%d", N, K, M);
+        check_dev(what, d_gx, gx, nx, ktol(M), RT);
+        if (M > 0) { /* matmul x[N,K] @ b[K,M]: da, db, both */
+            const size_t nb = (size_t)K * M;
+            float *b = randn(nb, 1), *ga = zeros(nx), *gb = zeros(nb), *d_b = up(b, nb);
+            s2s_kref_matmul_bwd(ga, gb, gy, x, b, N, K, M, 0);
+            for (int asg = 1; asg <= 3; asg++) {
+                float *z = zeros(nx > nb ? nx : nb);
+                float *d_ga = asg & 1 ? nans_dev(nx) : up(z, nx), *d_gb = asg & 2 ? nans_dev(nb) : up(z, nb);
+                s2s_kcu_matmul_bwd(d_ga, d_gb, d_gy, d_x, d_b, N, K, M, asg);
+                snprintf(what, sizeof what, "matmul_bwd da (assign %d) M=%d K=%d N=%d", asg, N, K, M);
+                check_dev(what, d_ga, ga, nx, ktol(M), RT);
+                snprintf(what, sizeof what, "matmul_bwd db (assign %d) M=%d K=%d N=%d", asg, N, K, M);
+                check_dev(what, d_gb, gb, nb, ktol(N), RT);
+                free(z);
+                s2s_cuda_free(d_ga), s2s_cuda_free(d_gb);
+            }
+            free(b), free(ga), free(gb);
+            s2s_cuda_free(d_b);
+        }
+        free(x), free(w), free(gy), free(gx);
+        s2s_cuda_free(d_x), s2s_cuda_free(d_w), s2s_cuda_free(d_gy), s2s_cuda_free(d_gx);
+    }
+    { /* layernorm dx, softmax, log-softmax, relu, gelu */
+        const int N = 67, D = 513;
+        const size_t n = (size_t)N * D;
+        float *x = randn(n, 2), *g = randn(D, 1), *gy = randn(n, 1), *y = zeros(n), *mr = zeros(N), *rr = zeros(N);
+        s2s_kref_layernorm_fwd(y, mr, rr, x, g, g, N, D);
+        float *d_x = up(x, n), *d_g = up(g, D), *d_gy = up(gy, n), *d_m = up(mr, N), *d_r = up(rr, N);
+        float *gx = zeros(n), *d_gx = nans_dev(n), *d_y = garbage(n);
+        s2s_kcu_layernorm_bwd(d_gx, NULL, NULL, d_gy, d_x, d_m, d_r, d_g, N, D, S2S_ASSIGN(0));
+        s2s_kref_layernorm_bwd(gx, NULL, NULL, gy, x, mr, rr, g, N, D, 0);
+        check_dev("layernorm_bwd dx (assign)", d_gx, gx, n, 3e-5, RT);
+        for (int kind = 0; kind < 4; kind++) {
+            static const char *const names[] = {"softmax_bwd (assign)", "logsoftmax_bwd (assign)", "relu_bwd (assign)",
+                                                "gelu_bwd (assign)"};
+            memset(gx, 0, n * sizeof(float));
+            s2s_cuda_free(d_gx);
+            d_gx = nans_dev(n);
+            if (kind < 2) {
+                (kind ? s2s_kref_logsoftmax_fwd : s2s_kref_softmax_fwd)(y, x, N, D);
+                s2s_cuda_upload(d_y, y, n * sizeof(float));
+            }
+            switch (kind) {
+            case 0:
+                s2s_kcu_softmax_bwd(d_gx, d_gy, d_y, N, D, S2S_ASSIGN(0));
+                s2s_kref_softmax_bwd(gx, gy, y, N, D, 0);
+                break;
+            case 1:
+                s2s_kcu_logsoftmax_bwd(d_gx, d_gy, d_y, N, D, S2S_ASSIGN(0));
+                s2s_kref_logsoftmax_bwd(gx, gy, y, N, D, 0);
+                break;
+            case 2:
+                s2s_kcu_relu_bwd(d_gx, d_gy, d_x, n, S2S_ASSIGN(0));
+                s2s_kref_relu_bwd(gx, gy, x, n, 0);
+                break;
+            default:
+                s2s_kcu_gelu_bwd(d_gx, d_gy, d_x, n, S2S_ASSIGN(0));
+                s2s_kref_gelu_bwd(gx, gy, x, n, 0);
+                break;
+            }
+            check_dev(names[kind], d_gx, gx, n, 2 * ktol(D), RT);
+        }
+        free(x), free(g), free(gy), free(y), free(mr), free(rr), free(gx);
+        s2s_cuda_free(d_x), s2s_cuda_free(d_g), s2s_cuda_free(d_gy), s2s_cuda_free(d_m), s2s_cuda_free(d_r);
+        s2s_cuda_free(d_gx), s2s_cuda_free(d_y);
+    }
+    for (size_t ci = 0; ci < sizeof attn_cases / sizeof attn_cases[0]; ci++) { /* attention: dq; dk + dv; all */
+        const attn_case *c = &attn_cases[ci];
+        const int B = c->B, H = c->H, Tq = c->Tq, Tk = c->Tk, Dh = c->Dh;
+        const size_t nq = (size_t)B * Tq * H * Dh, nk = (size_t)B * Tk * H * Dh, np = (size_t)B * H * Tq * Tk;
+        const int32_t *kvl = c->kvl[0] < 0 ? NULL : c->kvl;
+        float *q = randn(nq, 1), *k = randn(nk, 1), *v = randn(nk, 1), *out = zeros(nq), *p = zeros(np);
+        float *gout = randn(nq, 1), *g[3] = {zeros(nq), zeros(nk), zeros(nk)};
+        s2s_kref_attention_fwd(out, p, q, k, v, kvl, c->causal, B, H, Tq, Tk, Dh);
+        s2s_kref_attention_bwd(g[0], g[1], g[2], gout, p, q, k, v, B, H, Tq, Tk, Dh, 0);
+        float *d_q = up(q, nq), *d_k = up(k, nk), *d_v = up(v, nk), *d_p = up(p, np), *d_gout = up(gout, nq);
+        const int kmax = Tk > Dh ? (Tk > Tq ? Tk : Tq) : (Dh > Tq ? Dh : Tq);
+        for (int asg = 1; asg <= 7; asg += 3) {
+            float *d_g[3];
+            for (int i = 0; i < 3; i++) {
+                float *z = zeros(i ? nk : nq);
+                d_g[i] = asg & S2S_ASSIGN(i) ? nans_dev(i ? nk : nq) : up(z, i ? nk : nq);
+                free(z);
+            }
+            s2s_kcu_attention_bwd(d_g[0], d_g[1], d_g[2], d_gout, d_p, d_q, d_k, d_v, B, H, Tq, Tk, Dh, asg);
+            for (int i = 0; i < 3; i++) {
+                snprintf(what, sizeof what, "attention_bwd d%c (case %zu, assign %d)", "qkv"[i], ci, asg);
+                check_dev(what, d_g[i], g[i], i ? nk : nq, ktol(kmax), RT);
+                s2s_cuda_free(d_g[i]);
+            }
+        }
+        free(q), free(k), free(v), free(out), free(p), free(gout), free(g[0]), free(g[1]), free(g[2]);
+        s2s_cuda_free(d_q), s2s_cuda_free(d_k), s2s_cuda_free(d_v), s2s_cuda_free(d_p), s2s_cuda_free(d_gout);
+    }
+    { /* cross-entropy: ignored rows get zeros */
+        const int N = 40, V = 2001, ig = 0;
+        const size_t n = (size_t)N * V;
+        float *lg = randn(n, 3), *lp = zeros(n), *loss = zeros(N), *dloss = randn(N, 1), *gl = zeros(n);
+        int32_t t[40];
+        for (int i = 0; i < N; i++) t[i] = i % 3 == 2 ? ig : 1 + (int32_t)(s2s_rng_next(&g_rng) % (uint64_t)(V - 1));
+        s2s_kref_xent_fwd(loss, lp, lg, t, 0.1f, ig, N, V);
+        s2s_kref_xent_bwd(gl, dloss, lp, t, 0.1f, ig, N, V, 0);
+        float *d_lp = up(lp, n), *d_dloss = up(dloss, N), *d_gl = nans_dev(n);
+        int32_t *d_t = up_i32(t, N);
+        s2s_kcu_xent_bwd(d_gl, d_dloss, d_lp, d_t, 0.1f, ig, N, V, S2S_ASSIGN(0));
+        check_dev("xent_bwd (assign)", d_gl, gl, n, 1e-6, 1e-5);
+        free(lg), free(lp), free(loss), free(dloss), free(gl);
+        s2s_cuda_free(d_lp), s2s_cuda_free(d_dloss), s2s_cuda_free(d_gl), s2s_cuda_free(d_t);
+    }
 }
 
 #endif /* S2S_CUDA */

@@ -68,15 +68,19 @@ Test(deed, config_json_round_trip_and_checks) {
         "\"max_len\":64,\"share_src_emb\":0,\"activation\":\"relu\",\"multi_exit\":1,\"exit_rank\":0}",
         "{\"d_model\":16,\"n_heads\":2,\"d_ff\":24,\"enc_layers\":1,\"dec_layers\":2,\"src_vocab\":20,\"tgt_vocab\":20,"
         "\"max_len\":64,\"share_src_emb\":0,\"activation\":\"relu\",\"decoder\":\"ssru\",\"dec_ffn\":1,\"multi_exit\":1}",
-        "{\"d_model\":16,\"n_heads\":2,\"d_ff\":24,\"enc_layers\":1,\"dec_layers\":2,\"src_vocab\":20,\"tgt_vocab\":20,"
-        "\"max_len\":64,\"share_src_emb\":0,\"activation\":\"relu\",\"dec_attn\":\"t2r\",\"multi_exit\":1}",
     };
-    const char *what[] = {"multi_exit", "exit_rank", "multi_exit", "multi_exit"};
-    for (int i = 0; i < 4; i++) {
+    const char *what[] = {"multi_exit", "exit_rank", "multi_exit"};
+    for (int i = 0; i < 3; i++) {
         err[0] = 0;
         cr_assert_neq(s2s_config_from_json(&d, bad[i], strlen(bad[i]), err, sizeof err), 0, "case %d accepted", i);
         cr_assert(strstr(err, what[i]) && !strchr(err, '\n'), "case %d: %s", i, err);
     }
+    /* T2R decoder attention stacks with it (tests/test_deed_t2r.c) */
+    const char *t2r = "{\"d_model\":16,\"n_heads\":2,\"d_ff\":24,\"enc_layers\":1,\"dec_layers\":2,\"src_vocab\":20,"
+                      "\"tgt_vocab\":20,\"max_len\":64,\"share_src_emb\":0,\"activation\":\"relu\",\"dec_attn\":\"t2r\","
+                      "\"multi_exit\":1}";
+    cr_assert_eq(s2s_config_from_json(&d, t2r, strlen(t2r), err, sizeof err), 0, "%s", err);
+    cr_assert(d.multi_exit && d.dec_attn == S2S_ATTN_T2R);
 }
 
 Test(deed, exit_adapter_weights) {
@@ -296,37 +300,6 @@ Test(deed, above_one_threshold_equals_full_model) {
     s2s_model_free(m);
 }
 
-/* Teacher-forced full pass over tokens tin [B, T] (the layers of model.c): the keys and
- * values of every decoder layer, kk[l] / vv[l] = [B, T, D] (malloc'd). */
-static void full_pass_kv(const s2s_model *m, const int32_t *src, const int32_t *slen, int Ts, const int32_t *tin,
-                         int B, int T, float **kk, float **vv) {
-    int D = m->cfg.d_model;
-    s2s_graph *g = s2s_graph_new();
-    s2s_graph_set_grad(g, 0);
-    s2s_tensor *enc = s2s_model_encode(g, m, src, slen, B, Ts, 0.0f);
-    s2s_tensor *y = s2s_scale(g, s2s_embedding(g, m->tgt_emb, tin, 2, (int[]){B, T}), sqrtf((float)D));
-    y = s2s_add(g, y, s2s_tensor_repeat(g, m->pe, B, 3, (int[]){B, T, D}));
-    for (int l = 0; l < m->cfg.dec_layers; l++) {
-        const s2s_dec_layer *L = &m->dec[l];
-        s2s_tensor *h = s2s_layernorm(g, y, L->ln1.w, L->ln1.b);
-        s2s_tensor *k = s2s_linear(g, h, L->sk.w, L->sk.b), *v = s2s_linear(g, h, L->sv.w, L->sv.b);
-        kk[l] = malloc(sizeof(float) * B * T * D);
-        vv[l] = malloc(sizeof(float) * B * T * D);
-        memcpy(kk[l], k->data, sizeof(float) * B * T * D);
-        memcpy(vv[l], v->data, sizeof(float) * B * T * D);
-        s2s_tensor *a = s2s_attention(g, s2s_linear(g, h, L->sq.w, L->sq.b), k, v, NULL, 1, m->cfg.n_heads);
-        y = s2s_add(g, y, s2s_linear(g, a, L->so.w, L->so.b));
-        h = s2s_layernorm(g, y, L->ln2.w, L->ln2.b);
-        a = s2s_attention(g, s2s_linear(g, h, L->cq.w, L->cq.b), s2s_linear(g, enc, L->ck.w, L->ck.b),
-                          s2s_linear(g, enc, L->cv.w, L->cv.b), slen, 0, m->cfg.n_heads);
-        y = s2s_add(g, y, s2s_linear(g, a, L->co.w, L->co.b));
-        h = s2s_layernorm(g, y, L->ln3.w, L->ln3.b);
-        s2s_tensor *f = s2s_relu(g, s2s_linear(g, h, L->fc1.w, L->fc1.b));
-        y = s2s_add(g, y, s2s_linear(g, f, L->fc2.w, L->fc2.b));
-    }
-    s2s_graph_free(g);
-}
-
 /* Largest relative difference between the state's valid K/V of row r (whose token
  * history is hist[0..T)) and a full pass over that history; sentence sent. */
 static double kv_err(const s2s_model *m, const void *st, int r, int sent, const int32_t *hist, int T, int *n_valid) {
@@ -334,7 +307,7 @@ static double kv_err(const s2s_model *m, const void *st, int r, int sent, const 
     float *kk[8], *vv[8];
     int32_t src[5];
     for (int i = 0; i < 5; i++) src[i] = TU_SRC[sent * 5 + i];
-    full_pass_kv(m, src, &TU_SLEN[sent], 5, hist, 1, T, kk, vv);
+    tu_dec_layer_kv(m, src, &TU_SLEN[sent], 5, hist, 1, T, kk, vv);
     double worst = 0;
     for (int l = 0; l < Ld; l++) {
         int nv = s2s_deed_valid(st, r, l);
@@ -348,49 +321,8 @@ static double kv_err(const s2s_model *m, const void *st, int r, int sent, const 
     return worst;
 }
 
-/* Forced token sequences for 4 rows (2 sentences x 2 rows), 7 steps. */
-static const int32_t FORCED[7][4] = {{1, 1, 1, 1}, {5, 6, 4, 7}, {6, 6, 8, 9}, {7, 4, 9, 4},
-                                     {8, 5, 5, 6}, {9, 7, 6, 8}, {4, 8, 7, 5}};
-
-/* Decode the forced sequences with threshold tau; select() keeps rows {1, 1, 3, 2}
- * after step 4. Returns the state (caller frees); hist[r][t] gets the row token
- * histories, logits [7, 4, V] every step's logits. */
-static void *forced_decode_chunk(const s2s_model *m, const float *enc, float tau, int states, int32_t hist[4][8],
-                                 float *logits, int chunk) {
-    s2s_exit_opts xo = {tau, S2S_EXIT_MAXPROB, states, NULL, chunk};
-    void *st = s2s_deed_start(m, enc, TU_SLEN, 2, 5, 2, 8, &xo);
-    int32_t h2[4][8];
-    for (int t = 0; t < 7; t++) {
-        int32_t tok[4];
-        for (int r = 0; r < 4; r++) { tok[r] = FORCED[t][r]; hist[r][t] = tok[r]; }
-        s2s_deed_decoder.step(st, logits + (size_t)t * 4 * m->cfg.tgt_vocab, tok, 4);
-        if (t == 3) {
-            int32_t rows[4] = {1, 1, 3, 2};
-            s2s_deed_decoder.select(st, rows, 4);
-            for (int r = 0; r < 4; r++) memcpy(h2[r], hist[rows[r]], sizeof h2[r]);
-            memcpy(hist, h2, sizeof h2);
-        }
-    }
-    return st;
-}
-
 static void *forced_decode(const s2s_model *m, const float *enc, float tau, int states, int32_t hist[4][8], float *logits) {
-    return forced_decode_chunk(m, enc, tau, states, hist, logits, 0);
-}
-
-/* A threshold at which some steps exit early and some go deeper than earlier positions
- * of their row did (so the JIT path runs), for maxprob on this model; 0 if none. */
-static float mixed_tau(const s2s_model *m, const float *enc, float *logits) {
-    for (float tau = 0.02f; tau < 1.0f; tau += 0.02f) {
-        int32_t hist[4][8];
-        void *st = forced_decode(m, enc, tau, S2S_EXIT_JIT, hist, logits);
-        const s2s_exit_stats *s = s2s_deed_stats(st);
-        int early = s->exits[0] + s->exits[1] > 0 && s->exits[2] > 0;
-        int jit = s->jit_items >= 4;
-        s2s_deed_decoder.free(st);
-        if (early && jit) return tau;
-    }
-    return 0;
+    return tu_deed_forced_decode(m, enc, tau, states, hist, logits, 0);
 }
 
 /* JIT: after decoding with early exits (and a select() that reorders and duplicates
@@ -403,7 +335,7 @@ Test(deed, jit_states_equal_full_pass_and_are_computed_once) {
     s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     int V = m->cfg.tgt_vocab;
     float *logits = malloc(sizeof(float) * 7 * 4 * V);
-    float tau = mixed_tau(m, enc->data, logits);
+    float tau = tu_deed_mixed_tau(m, enc->data, logits);
     cr_assert_gt(tau, 0.0f, "no threshold gives mixed exits on this model");
     int32_t hist[4][8];
     void *st = forced_decode(m, enc->data, tau, S2S_EXIT_JIT, hist, logits);
@@ -432,7 +364,7 @@ Test(deed, jit_states_equal_full_pass_and_are_computed_once) {
     s2s_deed_decoder.free(st);
     /* layers run in small chunks of (row, position) items (4: the rows): the same states */
     float *l2 = malloc(sizeof(float) * 7 * 4 * V);
-    st = forced_decode_chunk(m, enc->data, tau, S2S_EXIT_JIT, hist, l2, 4);
+    st = tu_deed_forced_decode(m, enc->data, tau, S2S_EXIT_JIT, hist, l2, 4);
     cr_assert_gt(s2s_deed_stats(st)->jit_items, 0);
     for (int r = 0; r < 4; r++) {
         int nv = 0;
@@ -463,7 +395,7 @@ Test(deed, copy_mode_fills_deeper_states_from_the_exited_state) {
     s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     int V = m->cfg.tgt_vocab;
     float *lj = malloc(sizeof(float) * 7 * 4 * V), *lc = malloc(sizeof(float) * 7 * 4 * V);
-    float tau = mixed_tau(m, enc->data, lj);
+    float tau = tu_deed_mixed_tau(m, enc->data, lj);
     cr_assert_gt(tau, 0.0f);
     int32_t hj[4][8], hc[4][8];
     void *sj = forced_decode(m, enc->data, tau, S2S_EXIT_JIT, hj, lj);
@@ -496,7 +428,7 @@ Test(deed, search_with_early_exit_greedy_and_beam) {
     s2s_graph_set_grad(g, 0);
     s2s_tensor *enc = s2s_model_encode(g, m, TU_SRC, TU_SLEN, 2, 5, 0.0f);
     float *lg = malloc(sizeof(float) * 7 * 4 * m->cfg.tgt_vocab);
-    float tau = mixed_tau(m, enc->data, lg);
+    float tau = tu_deed_mixed_tau(m, enc->data, lg);
     free(lg);
     for (int states = 0; states < 2; states++)
         for (int metric = 0; metric < 2; metric++)

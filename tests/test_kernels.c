@@ -117,7 +117,7 @@ Test(kernels, ref_anchors) {
     {
         float x[2] = {1, -1}, y[2], dy[2] = {1, 1}, dx[2] = {0, 0};
         s2s_kref_gelu_fwd(y, x, 2);
-        s2s_kref_gelu_bwd(dx, dy, x, 2);
+        s2s_kref_gelu_bwd(dx, dy, x, 2, 0);
         cr_assert(fabsf(y[0] - 0.841344746f) < 1e-6f && fabsf(y[1] + 0.158655254f) < 1e-6f,
                   "gelu %g %g", y[0], y[1]);
         cr_assert(fabsf(dx[0] - 1.0833155f) < 1e-6f && fabsf(dx[1] + 0.0833155f) < 1e-6f,
@@ -170,18 +170,69 @@ Test(kernels, linear_fast) {
         float *dy = randn((size_t)N * M, 1);
         float *dx = randn((size_t)N * K, 1), *dw = randn((size_t)M * K, 1), *db = randn(M, 1);
         float *dxr = dup(dx, (size_t)N * K), *dwr = dup(dw, (size_t)M * K), *dbr = dup(db, M);
-        s2s_k_linear_bwd(dx, dw, db, dy, x, w, N, K, M);
-        s2s_kref_linear_bwd(dxr, dwr, dbr, dy, x, w, N, K, M);
+        s2s_k_linear_bwd(dx, dw, db, dy, x, w, N, K, M, 0);
+        s2s_kref_linear_bwd(dxr, dwr, dbr, dy, x, w, N, K, M, 0);
         check_close("linear_bwd dx", dx, dxr, (size_t)N * K);
         check_close("linear_bwd dw", dw, dwr, (size_t)M * K);
         check_close("linear_bwd db", db, dbr, M);
         /* NULL gradients are skipped */
-        s2s_k_linear_bwd(NULL, dw, NULL, dy, x, w, N, K, M);
-        s2s_kref_linear_bwd(NULL, dwr, NULL, dy, x, w, N, K, M);
+        s2s_k_linear_bwd(NULL, dw, NULL, dy, x, w, N, K, M, 0);
+        s2s_kref_linear_bwd(NULL, dwr, NULL, dy, x, w, N, K, M, 0);
         check_close("linear_bwd dw only", dw, dwr, (size_t)M * K);
         free(x), free(w), free(b), free(y), free(yr), free(dy);
         free(dx), free(dw), free(db), free(dxr), free(dwr), free(dbr);
     }
+}
+
+Test(kernels, linear_packed) {
+    /* weights packed once (kernels_gemm.c): row blocks of 1..12 rows, a partial last panel
+     * of 32 features, K of any size; every row's result independent of N */
+    const int sizes[][3] = {{1, 1, 1}, {2, 16, 5}, {3, 7, 31}, {5, 33, 32}, {12, 64, 33}, {13, 256, 59},
+                            {25, 100, 64}, {32, 256, 256}, {37, 1024, 70}, {130, 33, 300}, {24, 48, 1027}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const int N = sizes[s][0], K = sizes[s][1], M = sizes[s][2];
+        /* weights ~ N(0, 1/K): outputs of order 1 for every K (fp32 sums of K terms) */
+        float *x = randn((size_t)N * K, 1), *w = randn((size_t)M * K, 1.0f / sqrtf((float)K)), *b = randn(M, 1);
+        float *y = zeros((size_t)N * M), *yr = zeros((size_t)N * M), *y1 = zeros(M);
+        const size_t np = s2s_gemm_packed_floats(K, M);
+        cr_assert_eq(np, (size_t)((M + S2S_GEMM_NR - 1) / S2S_GEMM_NR) * S2S_GEMM_NR * K);
+        float *pw = aligned_alloc(64, (np * sizeof(float) + 63) & ~(size_t)63);
+        s2s_gemm_pack(pw, w, K, M);
+        for (int use_b = 0; use_b < 2; use_b++) {
+            s2s_k_linear_packed_fwd(y, x, pw, use_b ? b : NULL, N, K, M);
+            s2s_kref_linear_fwd(yr, x, w, use_b ? b : NULL, N, K, M);
+            check_close(use_b ? "linear_packed_fwd" : "linear_packed_fwd (no bias)", y, yr, (size_t)N * M);
+        }
+        /* fused epilogues: ReLU, then a residual (in place, res == y) */
+        float *yx = dup(yr, (size_t)N * M), *res = randn((size_t)N * M, 1), *ye = dup(res, (size_t)N * M);
+        s2s_k_linear_packed_ex_fwd(yx, x, pw, b, N, K, M, NULL, 1);
+        s2s_kref_relu_fwd(yr, yr, (size_t)N * M);
+        check_close("linear_packed_ex_fwd relu", yx, yr, (size_t)N * M);
+        s2s_k_linear_packed_ex_fwd(ye, x, pw, b, N, K, M, ye, 0);
+        s2s_kref_linear_fwd(yr, x, w, b, N, K, M);
+        for (size_t i = 0; i < (size_t)N * M; i++) yr[i] += res[i];
+        check_close("linear_packed_ex_fwd residual", ye, yr, (size_t)N * M);
+        free(yx), free(res), free(ye);
+        for (int n = 0; n < N; n += N / 3 + 1) { /* one row alone: bit-identical */
+            s2s_k_linear_packed_fwd(y1, x + (size_t)n * K, pw, b, 1, K, M);
+            cr_assert(memcmp(y1, y + (size_t)n * M, (size_t)M * sizeof(float)) == 0,
+                      "N=%d K=%d M=%d: row %d alone differs from the batch", N, K, M, n);
+        }
+        free(x), free(w), free(b), free(y), free(yr), free(y1), free(pw);
+    }
+    /* the threads test's sizes, 1 and 2 threads: the same bits */
+    const int N = 64, K = 200, M = 300, n0 = s2s_get_threads();
+    float *x = randn((size_t)N * K, 1), *w = randn((size_t)M * K, 1);
+    float *pw = aligned_alloc(64, (s2s_gemm_packed_floats(K, M) * sizeof(float) + 63) & ~(size_t)63);
+    float *y1 = zeros((size_t)N * M), *y2 = zeros((size_t)N * M);
+    s2s_gemm_pack(pw, w, K, M);
+    s2s_set_threads(1);
+    s2s_k_linear_packed_fwd(y1, x, pw, NULL, N, K, M);
+    s2s_set_threads(2);
+    s2s_k_linear_packed_fwd(y2, x, pw, NULL, N, K, M);
+    s2s_set_threads(n0);
+    cr_assert(memcmp(y1, y2, (size_t)N * M * sizeof(float)) == 0, "1 vs 2 threads differ");
+    free(x), free(w), free(pw), free(y1), free(y2);
 }
 
 Test(kernels, matmul_fast) {
@@ -196,12 +247,12 @@ Test(kernels, matmul_fast) {
         float *dc = randn((size_t)M * N, 1);
         float *da = randn((size_t)M * K, 1), *db = randn((size_t)K * N, 1);
         float *dar = dup(da, (size_t)M * K), *dbr = dup(db, (size_t)K * N);
-        s2s_k_matmul_bwd(da, db, dc, a, b, M, K, N);
-        s2s_kref_matmul_bwd(dar, dbr, dc, a, b, M, K, N);
+        s2s_k_matmul_bwd(da, db, dc, a, b, M, K, N, 0);
+        s2s_kref_matmul_bwd(dar, dbr, dc, a, b, M, K, N, 0);
         check_close("matmul_bwd da", da, dar, (size_t)M * K);
         check_close("matmul_bwd db", db, dbr, (size_t)K * N);
-        s2s_k_matmul_bwd(NULL, db, dc, a, b, M, K, N);
-        s2s_kref_matmul_bwd(NULL, dbr, dc, a, b, M, K, N);
+        s2s_k_matmul_bwd(NULL, db, dc, a, b, M, K, N, 0);
+        s2s_kref_matmul_bwd(NULL, dbr, dc, a, b, M, K, N, 0);
         check_close("matmul_bwd db only", db, dbr, (size_t)K * N);
         free(a), free(b), free(c), free(cr), free(dc), free(da), free(db), free(dar), free(dbr);
     }
@@ -223,13 +274,13 @@ Test(kernels, layernorm_fast) {
         float *dy = randn((size_t)N * D, 1);
         float *dx = randn((size_t)N * D, 1), *dg = randn(D, 1), *db = randn(D, 1);
         float *dxr = dup(dx, (size_t)N * D), *dgr = dup(dg, D), *dbr = dup(db, D);
-        s2s_k_layernorm_bwd(dx, dg, db, dy, x, mr, rr, g, N, D);
-        s2s_kref_layernorm_bwd(dxr, dgr, dbr, dy, x, mr, rr, g, N, D);
+        s2s_k_layernorm_bwd(dx, dg, db, dy, x, mr, rr, g, N, D, 0);
+        s2s_kref_layernorm_bwd(dxr, dgr, dbr, dy, x, mr, rr, g, N, D, 0);
         check_close("layernorm_bwd dx", dx, dxr, (size_t)N * D);
         check_close("layernorm_bwd dg", dg, dgr, D);
         check_close("layernorm_bwd db", db, dbr, D);
-        s2s_k_layernorm_bwd(NULL, dg, NULL, dy, x, mr, rr, g, N, D);
-        s2s_kref_layernorm_bwd(NULL, dgr, NULL, dy, x, mr, rr, g, N, D);
+        s2s_k_layernorm_bwd(NULL, dg, NULL, dy, x, mr, rr, g, N, D, 0);
+        s2s_kref_layernorm_bwd(NULL, dgr, NULL, dy, x, mr, rr, g, N, D, 0);
         check_close("layernorm_bwd dg only", dg, dgr, D);
         free(x), free(g), free(b), free(y), free(yr), free(m), free(mr), free(r), free(rr);
         free(dy), free(dx), free(dg), free(db), free(dxr), free(dgr), free(dbr);
@@ -252,12 +303,12 @@ Test(kernels, softmax_fast) {
         s2s_kref_logsoftmax_fwd(yr, x, N, D);
         check_close("logsoftmax_fwd", y, yr, n);
         float *dy = randn(n, 1), *dx = randn(n, 1), *dxr = dup(dx, n);
-        s2s_k_logsoftmax_bwd(dx, dy, yr, N, D);
-        s2s_kref_logsoftmax_bwd(dxr, dy, yr, N, D);
+        s2s_k_logsoftmax_bwd(dx, dy, yr, N, D, 0);
+        s2s_kref_logsoftmax_bwd(dxr, dy, yr, N, D, 0);
         check_close("logsoftmax_bwd", dx, dxr, n);
         s2s_kref_softmax_fwd(yr, x, N, D);
-        s2s_k_softmax_bwd(dx, dy, yr, N, D);
-        s2s_kref_softmax_bwd(dxr, dy, yr, N, D);
+        s2s_k_softmax_bwd(dx, dy, yr, N, D, 0);
+        s2s_kref_softmax_bwd(dxr, dy, yr, N, D, 0);
         check_close("softmax_bwd", dx, dxr, n);
         free(x), free(y), free(yr), free(dy), free(dx), free(dxr);
     }
@@ -279,11 +330,11 @@ Test(kernels, activations_fast) {
         s2s_kref_gelu_fwd(yr, x, n);
         check_close("gelu_fwd", y, yr, n);
         float *dy = randn(n, 1), *dx = randn(n, 1), *dxr = dup(dx, n);
-        s2s_k_relu_bwd(dx, dy, x, n);
-        s2s_kref_relu_bwd(dxr, dy, x, n);
+        s2s_k_relu_bwd(dx, dy, x, n, 0);
+        s2s_kref_relu_bwd(dxr, dy, x, n, 0);
         check_close("relu_bwd", dx, dxr, n);
-        s2s_k_gelu_bwd(dx, dy, x, n);
-        s2s_kref_gelu_bwd(dxr, dy, x, n);
+        s2s_k_gelu_bwd(dx, dy, x, n, 0);
+        s2s_kref_gelu_bwd(dxr, dy, x, n, 0);
         check_close("gelu_bwd", dx, dxr, n);
         free(x), free(y), free(yr), free(dy), free(dx), free(dxr);
     }
@@ -350,8 +401,8 @@ Test(kernels, attention_fast) {
         float *dout = randn(nq, 1);
         float *dq = randn(nq, 1), *dk = randn(nk, 1), *dv = randn(nk, 1);
         float *dqr = dup(dq, nq), *dkr = dup(dk, nk), *dvr = dup(dv, nk);
-        s2s_k_attention_bwd(dq, dk, dv, dout, pr, q, k, v, c->B, c->H, c->Tq, c->Tk, c->Dh);
-        s2s_kref_attention_bwd(dqr, dkr, dvr, dout, pr, q, k, v, c->B, c->H, c->Tq, c->Tk, c->Dh);
+        s2s_k_attention_bwd(dq, dk, dv, dout, pr, q, k, v, c->B, c->H, c->Tq, c->Tk, c->Dh, 0);
+        s2s_kref_attention_bwd(dqr, dkr, dvr, dout, pr, q, k, v, c->B, c->H, c->Tq, c->Tk, c->Dh, 0);
         snprintf(what, sizeof what, "attention_bwd dq (case %zu)", ci);
         check_close(what, dq, dqr, nq);
         snprintf(what, sizeof what, "attention_bwd dk (case %zu)", ci);
@@ -359,8 +410,8 @@ Test(kernels, attention_fast) {
         snprintf(what, sizeof what, "attention_bwd dv (case %zu)", ci);
         check_close(what, dv, dvr, nk);
         /* only some gradients wanted */
-        s2s_k_attention_bwd(NULL, dk, NULL, dout, pr, q, k, v, c->B, c->H, c->Tq, c->Tk, c->Dh);
-        s2s_kref_attention_bwd(NULL, dkr, NULL, dout, pr, q, k, v, c->B, c->H, c->Tq, c->Tk, c->Dh);
+        s2s_k_attention_bwd(NULL, dk, NULL, dout, pr, q, k, v, c->B, c->H, c->Tq, c->Tk, c->Dh, 0);
+        s2s_kref_attention_bwd(NULL, dkr, NULL, dout, pr, q, k, v, c->B, c->H, c->Tq, c->Tk, c->Dh, 0);
         snprintf(what, sizeof what, "attention_bwd dk only (case %zu)", ci);
         check_close(what, dk, dkr, nk);
         free(q), free(k), free(v), free(out), free(p), free(outr), free(pr);
@@ -426,8 +477,8 @@ Test(kernels, xent_fast) {
         for (int i = 0; i < N; i++)
             if (t[i] == ig) cr_assert(loss[i] == 0.0f, "xent: ignored row %d has loss %g", i, loss[i]);
         float *dloss = randn(N, 1), *dl = randn(n, 1), *dlr = dup(dl, n);
-        s2s_k_xent_bwd(dl, dloss, lpr, t, eps, ig, N, V);
-        s2s_kref_xent_bwd(dlr, dloss, lpr, t, eps, ig, N, V);
+        s2s_k_xent_bwd(dl, dloss, lpr, t, eps, ig, N, V, 0);
+        s2s_kref_xent_bwd(dlr, dloss, lpr, t, eps, ig, N, V, 0);
         check_close("xent_bwd", dl, dlr, n);
         free(lg), free(t), free(loss), free(lossr), free(lp), free(lpr), free(dloss), free(dl), free(dlr);
     }
@@ -479,7 +530,7 @@ Test(kernels, linear_grad) {
     c.x = randn(nx, 1), c.w = randn(nw, 1), c.b = randn(c.M, 1), c.y = zeros(ny), c.R = randn(ny, 1);
     float *dx = randn(nx, 1), *dw = randn(nw, 1), *db = randn(c.M, 1);
     float *dx0 = dup(dx, nx), *dw0 = dup(dw, nw), *db0 = dup(db, c.M);
-    s2s_kref_linear_bwd(dx, dw, db, c.R, c.x, c.w, c.N, c.K, c.M);
+    s2s_kref_linear_bwd(dx, dw, db, c.R, c.x, c.w, c.N, c.K, c.M, 0);
     fd_check("linear dx", c.x, nx, dx, dx0, lin_loss, &c);
     fd_check("linear dw", c.w, nw, dw, dw0, lin_loss, &c);
     fd_check("linear db", c.b, c.M, db, db0, lin_loss, &c);
@@ -502,7 +553,7 @@ Test(kernels, matmul_grad) {
     size_t na = (size_t)c.M * c.K, nb = (size_t)c.K * c.N, nc = (size_t)c.M * c.N;
     c.a = randn(na, 1), c.b = randn(nb, 1), c.c = zeros(nc), c.R = randn(nc, 1);
     float *da = randn(na, 1), *db = randn(nb, 1), *da0 = dup(da, na), *db0 = dup(db, nb);
-    s2s_kref_matmul_bwd(da, db, c.R, c.a, c.b, c.M, c.K, c.N);
+    s2s_kref_matmul_bwd(da, db, c.R, c.a, c.b, c.M, c.K, c.N, 0);
     fd_check("matmul da", c.a, na, da, da0, mm_loss, &c);
     fd_check("matmul db", c.b, nb, db, db0, mm_loss, &c);
     free(c.a), free(c.b), free(c.c), free(c.R), free(da), free(db), free(da0), free(db0);
@@ -530,7 +581,7 @@ Test(kernels, layernorm_grad) {
         float *mean = dup(c.m, c.N), *rstd = dup(c.r, c.N);
         float *dx = randn(n, 1), *dg = randn(c.D, 1), *db = randn(c.D, 1);
         float *dx0 = dup(dx, n), *dg0 = dup(dg, c.D), *db0 = dup(db, c.D);
-        s2s_kref_layernorm_bwd(dx, dg, db, c.R, c.x, mean, rstd, c.g, c.N, c.D);
+        s2s_kref_layernorm_bwd(dx, dg, db, c.R, c.x, mean, rstd, c.g, c.N, c.D, 0);
         fd_check("layernorm dx", c.x, n, dx, dx0, ln_loss, &c);
         fd_check("layernorm dg", c.g, c.D, dg, dg0, ln_loss, &c);
         fd_check("layernorm db", c.b, c.D, db, db0, ln_loss, &c);
@@ -568,10 +619,10 @@ Test(kernels, softmax_activation_grad) {
         row_loss(&c);
         float *y = dup(c.y, c.n), *dx = randn(c.n, 1), *dx0 = dup(dx, c.n);
         switch (which) {
-        case 0: s2s_kref_softmax_bwd(dx, c.R, y, c.N, c.D); break;
-        case 1: s2s_kref_logsoftmax_bwd(dx, c.R, y, c.N, c.D); break;
-        case 2: s2s_kref_relu_bwd(dx, c.R, c.x, c.n); break;
-        default: s2s_kref_gelu_bwd(dx, c.R, c.x, c.n); break;
+        case 0: s2s_kref_softmax_bwd(dx, c.R, y, c.N, c.D, 0); break;
+        case 1: s2s_kref_logsoftmax_bwd(dx, c.R, y, c.N, c.D, 0); break;
+        case 2: s2s_kref_relu_bwd(dx, c.R, c.x, c.n, 0); break;
+        default: s2s_kref_gelu_bwd(dx, c.R, c.x, c.n, 0); break;
         }
         fd_check(names[which], c.x, c.n, dx, dx0, row_loss, &c);
         free(c.x), free(c.y), free(c.R), free(y), free(dx), free(dx0);
@@ -633,7 +684,7 @@ Test(kernels, attention_grad) {
         float *p = dup(c.p, np);
         float *dq = randn(nq, 1), *dk = randn(nk, 1), *dv = randn(nk, 1);
         float *dq0 = dup(dq, nq), *dk0 = dup(dk, nk), *dv0 = dup(dv, nk);
-        s2s_kref_attention_bwd(dq, dk, dv, c.R, p, c.q, c.k, c.v, c.B, c.H, c.Tq, c.Tk, c.Dh);
+        s2s_kref_attention_bwd(dq, dk, dv, c.R, p, c.q, c.k, c.v, c.B, c.H, c.Tq, c.Tk, c.Dh, 0);
         char what[64];
         snprintf(what, sizeof what, "attention dq (case %zu)", ci);
         fd_check(what, c.q, nq, dq, dq0, att_loss, &c);
@@ -668,8 +719,139 @@ Test(kernels, xent_grad) {
         c.logits = randn(n, 2), c.logp = zeros(n), c.loss = zeros(c.N), c.R = randn(c.N, 1);
         xent_loss(&c);
         float *logp = dup(c.logp, n), *dl = randn(n, 1), *dl0 = dup(dl, n);
-        s2s_kref_xent_bwd(dl, c.R, logp, t, c.eps, c.ignore, c.N, c.V);
+        s2s_kref_xent_bwd(dl, c.R, logp, t, c.eps, c.ignore, c.N, c.V, 0);
         fd_check(e == 0 ? "xent dlogits (eps 0.1)" : "xent dlogits (eps 0)", c.logits, n, dl, dl0, xent_loss, &c);
         free(c.logits), free(c.logp), free(c.loss), free(c.R), free(logp), free(dl), free(dl0);
+    }
+}
+
+/* ------------------------------------------------------------------------------------
+ * assign bits (kernels.h): an overwritten gradient output equals accumulating into
+ * zeros, bit for bit (-0 == +0), in the fast and the reference kernels. It starts as
+ * NaN, so any read of the old contents (or an element left unwritten) shows; outputs
+ * without their bit still accumulate.
+ * ---------------------------------------------------------------------------------- */
+
+static float *nans(size_t n) {
+    float *a = s2s_xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) a[i] = NAN;
+    return a;
+}
+
+static void check_same(const char *what, const float *got, const float *want, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        cr_assert(got[i] == want[i], "%s: [%zu] of %zu: assigned %.9g, += from 0 %.9g", what, i, n, got[i], want[i]);
+}
+
+Test(kernels, backward_assign) {
+    const int sizes[][3] = {{33, 65, 129}, {7, 13, 5}, {3, 4, 0}}; /* M = 0: an empty sum, dx = 0 */
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const int N = sizes[s][0], K = sizes[s][1], M = sizes[s][2];
+        const size_t nx = (size_t)N * K, nw = (size_t)M * K;
+        float *x = randn(nx, 1), *w = randn(nw + 1, 0.5f), *dy = randn((size_t)N * M + 1, 1);
+        float *dx0 = zeros(nx), *dx1 = nans(nx), *dxr = nans(nx), *dw0 = randn(nw + 1, 1), *dw1 = dup(dw0, nw + 1);
+        s2s_k_linear_bwd(dx0, dw0, NULL, dy, x, w, N, K, M, 0);
+        s2s_k_linear_bwd(dx1, dw1, NULL, dy, x, w, N, K, M, S2S_ASSIGN(0));
+        s2s_kref_linear_bwd(dxr, NULL, NULL, dy, x, w, N, K, M, S2S_ASSIGN(0));
+        check_same("linear_bwd dx", dx1, dx0, nx);
+        check_same("linear_bwd dw (+=)", dw1, dw0, nw);
+        check_close("linear_bwd dx (ref, assigned)", dx1, dxr, nx);
+        /* matmul a[N,K] @ b[K,M]: each bit alone and both */
+        if (M > 0) {
+            const size_t nb = (size_t)K * M;
+            float *b = randn(nb, 1), *da0 = zeros(nx), *db0 = zeros(nb);
+            s2s_k_matmul_bwd(da0, db0, dy, x, b, N, K, M, 0);
+            for (int asg = 1; asg <= 3; asg++) {
+                float *da = asg & 1 ? nans(nx) : zeros(nx), *db = asg & 2 ? nans(nb) : zeros(nb);
+                float *dar = asg & 1 ? nans(nx) : zeros(nx), *dbr = asg & 2 ? nans(nb) : zeros(nb);
+                s2s_k_matmul_bwd(da, db, dy, x, b, N, K, M, asg);
+                s2s_kref_matmul_bwd(dar, dbr, dy, x, b, N, K, M, asg);
+                check_same("matmul_bwd da", da, da0, nx);
+                check_same("matmul_bwd db", db, db0, nb);
+                check_close("matmul_bwd da (ref)", da, dar, nx);
+                check_close("matmul_bwd db (ref)", db, dbr, nb);
+                free(da), free(db), free(dar), free(dbr);
+            }
+            free(b), free(da0), free(db0);
+        }
+        free(x), free(w), free(dy), free(dx0), free(dx1), free(dxr), free(dw0), free(dw1);
+    }
+    { /* row kernels and activations on [N, D] */
+        const int N = 9, D = 33;
+        const size_t n = (size_t)N * D;
+        float *x = randn(n, 1), *g = randn(D, 1), *dy = randn(n, 1), *y = zeros(n), *mean = zeros(N), *rstd = zeros(N);
+        s2s_kref_layernorm_fwd(y, mean, rstd, x, g, g, N, D);
+        float *d0 = zeros(n), *d1 = nans(n), *dr = nans(n), *dg0 = randn(D, 1), *dg1 = dup(dg0, D);
+        s2s_k_layernorm_bwd(d0, dg0, NULL, dy, x, mean, rstd, g, N, D, 0);
+        s2s_k_layernorm_bwd(d1, dg1, NULL, dy, x, mean, rstd, g, N, D, S2S_ASSIGN(0));
+        s2s_kref_layernorm_bwd(dr, NULL, NULL, dy, x, mean, rstd, g, N, D, S2S_ASSIGN(0));
+        check_same("layernorm_bwd dx", d1, d0, n);
+        check_same("layernorm_bwd dg (+=)", dg1, dg0, D);
+        check_close("layernorm_bwd dx (ref)", d1, dr, n);
+        for (int kind = 0; kind < 4; kind++) {
+            static const char *const names[] = {"softmax_bwd", "logsoftmax_bwd", "relu_bwd", "gelu_bwd"};
+            float *e0 = zeros(n), *e1 = nans(n), *er = nans(n);
+            if (kind < 2) (kind ? s2s_kref_logsoftmax_fwd : s2s_kref_softmax_fwd)(y, x, N, D);
+            for (int impl = 0; impl < 3; impl++) {
+                float *o = impl == 0 ? e0 : impl == 1 ? e1 : er;
+                const int asg = impl ? S2S_ASSIGN(0) : 0;
+                switch (kind) {
+                case 0: (impl == 2 ? s2s_kref_softmax_bwd : s2s_k_softmax_bwd)(o, dy, y, N, D, asg); break;
+                case 1: (impl == 2 ? s2s_kref_logsoftmax_bwd : s2s_k_logsoftmax_bwd)(o, dy, y, N, D, asg); break;
+                case 2: (impl == 2 ? s2s_kref_relu_bwd : s2s_k_relu_bwd)(o, dy, x, n, asg); break;
+                default: (impl == 2 ? s2s_kref_gelu_bwd : s2s_k_gelu_bwd)(o, dy, x, n, asg); break;
+                }
+            }
+            check_same(names[kind], e1, e0, n);
+            check_close(names[kind], e1, er, n);
+            free(e0), free(e1), free(er);
+        }
+        free(x), free(g), free(dy), free(y), free(mean), free(rstd), free(d0), free(d1), free(dr), free(dg0), free(dg1);
+    }
+    /* attention: masked rows and keys are skipped by the accumulation, still written */
+    for (size_t ci = 0; ci < sizeof attn_cases / sizeof attn_cases[0]; ci++) {
+        const attn_case *c = &attn_cases[ci];
+        size_t nq, nk, np;
+        attn_sizes(c, &nq, &nk, &np);
+        const int32_t *kvl = c->kvl[0] < 0 ? NULL : c->kvl;
+        float *q = randn(nq, 1), *k = randn(nk, 1), *v = randn(nk, 1), *out = zeros(nq), *p = zeros(np);
+        float *dout = randn(nq, 1);
+        s2s_kref_attention_fwd(out, p, q, k, v, kvl, c->causal, c->B, c->H, c->Tq, c->Tk, c->Dh);
+        float *g0[3] = {zeros(nq), zeros(nk), zeros(nk)};
+        s2s_k_attention_bwd(g0[0], g0[1], g0[2], dout, p, q, k, v, c->B, c->H, c->Tq, c->Tk, c->Dh, 0);
+        for (int asg = 1; asg <= 7; asg += 3) { /* dq; dk + dv; dq + dk + dv (the rest +=, from 0) */
+            float *g1[3], *gr[3];
+            for (int i = 0; i < 3; i++) {
+                const size_t m = i ? nk : nq;
+                g1[i] = asg & S2S_ASSIGN(i) ? nans(m) : zeros(m);
+                gr[i] = asg & S2S_ASSIGN(i) ? nans(m) : zeros(m);
+            }
+            s2s_k_attention_bwd(g1[0], g1[1], g1[2], dout, p, q, k, v, c->B, c->H, c->Tq, c->Tk, c->Dh, asg);
+            s2s_kref_attention_bwd(gr[0], gr[1], gr[2], dout, p, q, k, v, c->B, c->H, c->Tq, c->Tk, c->Dh, asg);
+            for (int i = 0; i < 3; i++) {
+                char what[64];
+                snprintf(what, sizeof what, "attention_bwd d%c (case %zu, assign %d)", "qkv"[i], ci, asg);
+                check_same(what, g1[i], g0[i], i ? nk : nq);
+                check_close(what, g1[i], gr[i], i ? nk : nq);
+                free(g1[i]), free(gr[i]);
+            }
+        }
+        for (int i = 0; i < 3; i++) free(g0[i]);
+        free(q), free(k), free(v), free(out), free(p), free(dout);
+    }
+    { /* cross-entropy: ignored rows get zeros */
+        const int N = 40, V = 2001, ig = 0;
+        const size_t n = (size_t)N * V;
+        float *lg = randn(n, 3), *lp = zeros(n), *loss = zeros(N), *dloss = randn(N, 1);
+        int32_t t[40];
+        for (int i = 0; i < N; i++) t[i] = i % 3 == 2 ? ig : 1 + (int32_t)(s2s_rng_next(&g_rng) % (uint64_t)(V - 1));
+        s2s_kref_xent_fwd(loss, lp, lg, t, 0.1f, ig, N, V);
+        float *d0 = zeros(n), *d1 = nans(n), *dr = nans(n);
+        s2s_k_xent_bwd(d0, dloss, lp, t, 0.1f, ig, N, V, 0);
+        s2s_k_xent_bwd(d1, dloss, lp, t, 0.1f, ig, N, V, S2S_ASSIGN(0));
+        s2s_kref_xent_bwd(dr, dloss, lp, t, 0.1f, ig, N, V, S2S_ASSIGN(0));
+        check_same("xent_bwd", d1, d0, n);
+        check_close("xent_bwd (ref)", d1, dr, n);
+        free(lg), free(lp), free(loss), free(dloss), free(d0), free(d1), free(dr);
     }
 }

@@ -8,7 +8,9 @@
 
 #include "common.h"
 #include "decoder.h"
+#include "decoder_common.h"
 #include "graph.h"
+#include "kernels.h"
 #include "model.h"
 #include "safetensors.h"
 #include "search.h"
@@ -86,6 +88,98 @@ Test(model, decoder_select_reorders_rows) {
     double d = tu_select_reorder_diff(m);
     cr_assert(d < 1e-5, "max diff %g", d);
     s2s_model_free(m);
+}
+
+/* The decoders' one-query attention (s2s_dec_attend_at) over keys spread through a
+ * time-major cache with a slot table, against the reference attention kernel on the same
+ * keys laid out contiguously; Dh 16 (the AVX-512 path) and 6 (plain loops). */
+Test(model, decoder_attention_over_slot_tables) {
+    for (int c = 0; c < 2; c++) {
+        const int H = 3, Dh = c ? 6 : 16, D = H * Dh, N = 5, T = 7, S = 9; /* S slots per step */
+        uint64_t rng = 41 + c;
+        float *K = malloc(sizeof(float) * T * S * D), *V = malloc(sizeof(float) * T * S * D);
+        float *q = malloc(sizeof(float) * N * D), *a = malloc(sizeof(float) * N * D), *p = malloc(sizeof(float) * N * H * T);
+        for (int i = 0; i < T * S * D; i++) { K[i] = s2s_rng_normal(&rng); V[i] = s2s_rng_normal(&rng); }
+        for (int i = 0; i < N * D; i++) q[i] = s2s_rng_normal(&rng);
+        int32_t slots[5 * 7], lens[5] = {7, 1, 4, 0, 6}, blk[5] = {0, 1, 2, 3, 4};
+        for (int i = 0; i < N * T; i++) slots[i] = (int32_t)(s2s_rng_next(&rng) % S);
+        s2s_dec_attend_at(a, p, q, K, V, (size_t)S * D, D, slots, T, blk, NULL, lens, T, N, H, Dh, T);
+        float *kr = malloc(sizeof(float) * T * D), *vr = malloc(sizeof(float) * T * D), *o = malloc(sizeof(float) * D),
+              *pr = malloc(sizeof(float) * H * T);
+        for (int r = 0; r < N; r++) {
+            for (int j = 0; j < T; j++) {
+                memcpy(kr + (size_t)j * D, K + ((size_t)j * S + slots[r * T + j]) * D, sizeof(float) * D);
+                memcpy(vr + (size_t)j * D, V + ((size_t)j * S + slots[r * T + j]) * D, sizeof(float) * D);
+            }
+            s2s_kref_attention_fwd(o, pr, q + (size_t)r * D, kr, vr, &lens[r], 0, 1, H, 1, T, Dh);
+            double e = tu_rel_err(a + (size_t)r * D, o, (size_t)D, 1e-5, 1e-4);
+            cr_assert(e <= 1.0, "Dh %d row %d (len %d): max diff %g", Dh, r, lens[r], tu_max_diff(a + (size_t)r * D, o, (size_t)D));
+        }
+        free(K); free(V); free(q); free(a); free(p); free(kr); free(vr); free(o); free(pr);
+    }
+}
+
+/* An inference model (loaded, not trainable) takes other paths than the trainable one: the
+ * encoder without padding rows, linear layers on weights packed once (kernels_gemm.c),
+ * fused ReLU / residual adds. Same encoder output (zero padding rows), same step logits
+ * through select(), same search results. */
+Test(model, inference_model_paths_match_trainable) {
+    s2s_model *m = tu_tiny_model(64, 4, 96, 2, 2, 23);
+    tu_perturb_vectors(m, 24);
+    char *dir = tu_tmpdir(), *path = tu_path(dir, "m.safetensors");
+    char err[256];
+    cr_assert_eq(s2s_model_save(m, path, NULL, 0, NULL, 0, 0, err, sizeof err), 0, "%s", err);
+    s2s_model *f = s2s_model_load(path, 0, err, sizeof err);
+    cr_assert_not_null(f, "%s", err);
+    static const int32_t src[21] = {4, 5, 6, 7, 8, 9, 2, 8, 9, 2, 0, 0, 0, 0, 6, 5, 4, 2, 0, 0, 0};
+    static const int32_t slen[3] = {7, 3, 4};
+    const int B = 3, Ts = 7, D = 64, V = m->cfg.tgt_vocab;
+    s2s_graph *g = s2s_graph_new();
+    s2s_graph_set_grad(g, 0);
+    s2s_tensor *em = s2s_model_encode(g, m, src, slen, B, Ts, 0.0f);
+    s2s_tensor *ef = s2s_model_encode(g, f, src, slen, B, Ts, 0.0f);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < Ts; t++) {
+            const float *rm = em->data + ((size_t)b * Ts + t) * D, *rf = ef->data + ((size_t)b * Ts + t) * D;
+            if (t < slen[b]) cr_assert(tu_rel_err(rf, rm, D, 1e-5, 1e-4) <= 1.0, "encoder row %d,%d: diff %g", b, t, tu_max_diff(rf, rm, D));
+            else for (int d = 0; d < D; d++) cr_assert(rf[d] == 0.0f, "padding row %d,%d not zero", b, t);
+        }
+    const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
+    void *sm = ops->start(m, em->data, slen, B, Ts, 2, 8), *sf = ops->start(f, ef->data, slen, B, Ts, 2, 8);
+    float *lm = malloc(sizeof(float) * 6 * V), *lf = malloc(sizeof(float) * 6 * V);
+    int32_t steps[4][6] = {{1, 1, 1, 1, 1, 1}, {4, 5, 6, 7, 8, 9}, {9, 8, 7, 6, 5, 4}, {5, 5, 6, 6, 7, 7}};
+    int32_t rows[5] = {1, 1, 3, 5, 4};
+    int N = 6;
+    for (int t = 0; t < 4; t++) {
+        if (t == 3) { ops->select(sm, rows, 5); ops->select(sf, rows, 5); N = 5; }
+        ops->step(sm, lm, steps[t], N);
+        ops->step(sf, lf, steps[t], N);
+        double e = tu_rel_err(lf, lm, (size_t)N * V, 1e-4, 1e-3);
+        cr_assert(e <= 1.0, "step %d: logits differ by %g", t, tu_max_diff(lf, lm, (size_t)N * V));
+    }
+    ops->free(sm); ops->free(sf);
+    cr_assert_not_null(f->dec[0].fc1.w->packed, "the inference model's weights should have been packed");
+    cr_assert_null(m->dec[0].fc1.w->packed, "a trainable model's weights are never packed");
+    for (int beam = 1; beam <= 3; beam += 2) {
+        s2s_search_opts o;
+        s2s_search_opts_default(&o);
+        o.beam = beam;
+        o.max_len = 6;
+        int32_t *om[3], *of[3];
+        int nm[3], nf[3];
+        s2s_search(m, em->data, slen, B, Ts, &o, om, nm, NULL);
+        s2s_search(f, ef->data, slen, B, Ts, &o, of, nf, NULL);
+        for (int b = 0; b < B; b++) {
+            cr_assert(nm[b] == nf[b] && memcmp(om[b], of[b], sizeof(int32_t) * (size_t)nm[b]) == 0,
+                      "beam %d sentence %d: different outputs", beam, b);
+            free(om[b]); free(of[b]);
+        }
+    }
+    free(lm); free(lf);
+    s2s_graph_free(g);
+    s2s_model_free(f); s2s_model_free(m);
+    tu_rmrf(dir);
+    free(dir); free(path);
 }
 
 /* Greedy search output is the argmax chain of the full forward pass; beam 1 == greedy. */

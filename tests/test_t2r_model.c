@@ -399,7 +399,10 @@ Test(t2r_model, checkpoint_round_trip_fp32_and_fp16) {
             }
             first_logits(l, got);
             double d = tu_max_diff(got, ref, (size_t)4 * V);
-            cr_assert(d <= (f16 ? 0.1 : 0.0), "fp16 %d trainable %d: logits differ by %g", f16, trainable, d);
+            /* fp32: the same weights; an inference model (trainable 0) multiplies through its
+             * packed copy (kernels_gemm.c), so the sums round differently */
+            cr_assert(d <= (f16 ? 0.1 : trainable ? 0.0 : 1e-5), "fp16 %d trainable %d: logits differ by %g", f16,
+                      trainable, d);
             s2s_model_free(l);
         }
     free(ref); free(got);

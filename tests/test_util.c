@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "decoder.h"
+#include "decoder_deed.h"
 #include "graph.h"
 #include "tokenizer.h"
 
@@ -182,6 +183,80 @@ double tu_select_reorder_diff(const s2s_model *m) {
     free(la); free(lb);
     s2s_graph_free(g);
     return d;
+}
+
+void tu_dec_layer_kv(const s2s_model *m, const int32_t *src, const int32_t *slen, int Ts, const int32_t *tin,
+                     int B, int T, float **kk, float **vv) {
+    int D = m->cfg.d_model, H = m->cfg.n_heads, t2r = s2s_config_is_t2r(&m->cfg);
+    size_t n = (size_t)B * T * D;
+    s2s_graph *g = s2s_graph_new();
+    s2s_graph_set_grad(g, 0);
+    s2s_tensor *enc = s2s_model_encode(g, m, src, slen, B, Ts, 0.0f);
+    s2s_tensor *y = s2s_scale(g, s2s_embedding(g, m->tgt_emb, tin, 2, (int[]){B, T}), sqrtf((float)D));
+    y = s2s_add(g, y, s2s_tensor_repeat(g, m->pe, B, 3, (int[]){B, T, D}));
+    for (int l = 0; l < m->cfg.dec_layers; l++) {
+        const s2s_dec_layer *L = &m->dec[l];
+        s2s_tensor *h = s2s_layernorm(g, y, L->ln1.w, L->ln1.b);
+        s2s_tensor *q = s2s_linear(g, h, L->sq.w, L->sq.b);
+        s2s_tensor *k = s2s_linear(g, h, L->sk.w, L->sk.b), *v = s2s_linear(g, h, L->sv.w, L->sv.b);
+        kk[l] = malloc(sizeof(float) * n);
+        vv[l] = malloc(sizeof(float) * n);
+        memcpy(kk[l], k->data, sizeof(float) * n);
+        memcpy(vv[l], v->data, sizeof(float) * n);
+        s2s_tensor *a = t2r ? s2s_t2r_attention(g, q, k, v, L->sphi.w, L->sphi.b, NULL, 1, H)
+                            : s2s_attention(g, q, k, v, NULL, 1, H);
+        y = s2s_add(g, y, s2s_linear(g, a, L->so.w, L->so.b));
+        h = s2s_layernorm(g, y, L->ln2.w, L->ln2.b);
+        q = s2s_linear(g, h, L->cq.w, L->cq.b);
+        k = s2s_linear(g, enc, L->ck.w, L->ck.b);
+        v = s2s_linear(g, enc, L->cv.w, L->cv.b);
+        a = t2r ? s2s_t2r_attention(g, q, k, v, L->cphi.w, L->cphi.b, slen, 0, H) : s2s_attention(g, q, k, v, slen, 0, H);
+        y = s2s_add(g, y, s2s_linear(g, a, L->co.w, L->co.b));
+        h = s2s_layernorm(g, y, L->ln3.w, L->ln3.b);
+        s2s_tensor *f = s2s_linear(g, h, L->fc1.w, L->fc1.b);
+        f = m->cfg.activation == S2S_ACT_GELU ? s2s_gelu(g, f) : s2s_relu(g, f);
+        y = s2s_add(g, y, s2s_linear(g, f, L->fc2.w, L->fc2.b));
+    }
+    s2s_graph_free(g);
+}
+
+/* forced tokens of tu_deed_forced_decode: [step][row] */
+static const int32_t FORCED[7][4] = {{1, 1, 1, 1}, {5, 6, 4, 7}, {6, 6, 8, 9}, {7, 4, 9, 4},
+                                     {8, 5, 5, 6}, {9, 7, 6, 8}, {4, 8, 7, 5}};
+
+void *tu_deed_forced_decode(const s2s_model *m, const float *enc, float tau, int states, int32_t hist[4][8],
+                            float *logits, int chunk) {
+    s2s_exit_opts xo = {tau, S2S_EXIT_MAXPROB, states, NULL, chunk};
+    void *st = s2s_deed_start(m, enc, TU_SLEN, 2, 5, 2, 8, &xo);
+    int32_t h2[4][8];
+    for (int t = 0; t < 7; t++) {
+        int32_t tok[4];
+        for (int r = 0; r < 4; r++) { tok[r] = FORCED[t][r]; hist[r][t] = tok[r]; }
+        s2s_deed_decoder.step(st, logits + (size_t)t * 4 * m->cfg.tgt_vocab, tok, 4);
+        if (t == 3) {
+            int32_t rows[4] = {1, 1, 3, 2};
+            s2s_deed_decoder.select(st, rows, 4);
+            for (int r = 0; r < 4; r++) memcpy(h2[r], hist[rows[r]], sizeof h2[r]);
+            memcpy(hist, h2, sizeof h2);
+        }
+    }
+    return st;
+}
+
+float tu_deed_mixed_tau(const s2s_model *m, const float *enc, float *logits) {
+    int Ld = m->cfg.dec_layers;
+    for (float tau = 0.02f; tau < 1.0f; tau += 0.02f) {
+        int32_t hist[4][8];
+        void *st = tu_deed_forced_decode(m, enc, tau, S2S_EXIT_JIT, hist, logits, 0);
+        const s2s_exit_stats *s = s2s_deed_stats(st);
+        double below = 0;
+        for (int l = 0; l < Ld - 1; l++) below += s->exits[l];
+        int early = below > 0 && s->exits[Ld - 1] > 0;
+        int jit = s->jit_items >= 4;
+        s2s_deed_decoder.free(st);
+        if (early && jit) return tau;
+    }
+    return 0;
 }
 
 int tu_run(const char *cmd, char **output) {

@@ -47,6 +47,23 @@ void tu_write_reverse_task(const char *dir, const char *name, int n, uint64_t se
  * state fed those rows' prefixes directly must give the same logits. Returns the
  * largest difference of the last step's logits. */
 double tu_select_reorder_diff(const s2s_model *m);
+/* Teacher-forced full pass of a Transformer decoder (softmax or T2R attention; the
+ * layers of model.c) over tokens tin [B, T] with sources src [B, Ts], slen [B]: the
+ * self-attention keys and values of every decoder layer, kk[l], vv[l] = [B, T, D]
+ * (malloc'd). */
+void tu_dec_layer_kv(const s2s_model *m, const int32_t *src, const int32_t *slen, int Ts, const int32_t *tin,
+                     int B, int T, float **kk, float **vv);
+/* DEED decoding (decoder_deed.h) of forced tokens for 4 rows (2 sentences of TU_SRC x 2
+ * rows), 7 steps, threshold tau, states S2S_EXIT_JIT or S2S_EXIT_COPY, chunk as
+ * s2s_exit_opts (0: default); select() keeps rows {1, 1, 3, 2} after step 4. enc: the
+ * encoder output of TU_SRC. Returns the state (the caller frees it with
+ * s2s_deed_decoder.free); hist[r][t] gets the row token histories, logits [7, 4, V]
+ * every step's logits. */
+void *tu_deed_forced_decode(const s2s_model *m, const float *enc, float tau, int states, int32_t hist[4][8],
+                            float *logits, int chunk);
+/* A maxprob threshold at which tu_deed_forced_decode (JIT) has some steps exit early,
+ * some reach the last layer, and at least 4 JIT items; 0 if none. logits [7, 4, V] scratch. */
+float tu_deed_mixed_tau(const s2s_model *m, const float *enc, float *logits);
 /* Run a shell command, capture stdout+stderr (malloc'd) and return the exit status. */
 int tu_run(const char *cmd, char **output);
 

@@ -117,7 +117,7 @@ ELAPSED=$(( $(date +%s) - T0 ))
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo "${GIT_COMMIT:-unknown}")
 if [ -n "$(git status --porcelain 2>/dev/null)" ]; then COMMIT="$COMMIT (working tree modified)"; fi
 export W RES OUT MODEL MAXLEN BEAM N1 N32 COMMIT CMDLINE LOAD0 LOAD1 ELAPSED THREADS REPEAT G2P CHECK
-export CPU="$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')" NPROC="$(nproc)"
+export CPU="$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')" NPROC="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
 export CCV="$(${CC:-cc} --version | head -1)"
 export OBV="$(dpkg-query -W -f '${Version}' libopenblas0-openmp 2>/dev/null || echo '?')"
 "$PY" bench/peers/report.py

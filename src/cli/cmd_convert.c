@@ -12,7 +12,8 @@
  *
  * `s2s convert --to multi-exit [--exit-rank R] [--seed S] -m TEACHER -o OUT` (fp32 unless
  * --fp16): a DEED multi-exit copy (s2s_model_to_multi_exit: exit adapters of rank R,
- * default 64, on decoder layers 0..Ld-2), to fine-tune with `s2s train --init OUT`. */
+ * default 64, on decoder layers 0..Ld-2) of a softmax or T2R Transformer model, to
+ * fine-tune with `s2s train --init OUT`. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,8 @@ int s2s_cmd_convert(int argc, char **argv) {
                    "         elu(x) + 1 of Katharopoulos et al. 2020 (no weights; K = head dim)\n"
                    "       s2s convert --to multi-exit [--exit-rank R] [--seed S] -m TEACHER -o OUT\n"
                    "         DEED exit adapters of rank R (default 64) on every decoder layer but the last\n"
-                   "         (LN from dec.ln, up-projection 0, down-projection random from seed S; default --fp32)\n");
+                   "         (LN from dec.ln, up-projection 0, down-projection random from seed S; default --fp32);\n"
+                   "         TEACHER may have softmax or T2R decoder attention (T2R + DEED: convert --to t2r first)\n");
             return 0;
         } else if (!strcmp(a, "--to")) {
             const char *v = s2s_arg_value("convert", argc, argv, &i);

@@ -42,7 +42,8 @@ static void help(FILE *f) {
         "        --train-only all|attn|phi (train only the decoder's attention, or only the T2R\n"
         "        feature maps; every other weight frozen)\n"
         "DEED:   --multi-exit (every decoder layer predicts; with --init: adds exit adapters to the model)\n"
-        "        --exit-rank 64 (adapter bottleneck) --exit-last-weight 1.0 (loss = mean exit CE + w * last CE)\n");
+        "        --exit-rank 64 (adapter bottleneck) --exit-last-weight 1.0 (loss = mean exit CE + w * last CE)\n"
+        "        stacks with T2R: --dec-attn t2r --multi-exit, or --init of a T2R model (T2R first, then exits)\n");
 }
 
 static int flagged(const char *key) {

@@ -28,12 +28,14 @@ static void help(FILE *f) {
             "  --max-memory MB     bound on decoding memory (encoder activations + decoder\n"
             "                      state of a batch; default 4096, 0 = none): batches are split\n"
             "                      to fit, a sentence that cannot fit is refused with an error\n"
-            "  --exit-threshold T  DEED early exit (multi-exit models, CPU): each step stops at the\n"
-            "                      first decoder layer whose exit confidence reaches T (0..1; above 1:\n"
-            "                      full depth); prints the average exit layer on stderr\n"
+            "  --exit-threshold T  DEED early exit (multi-exit models, softmax or T2R decoder attention;\n"
+            "                      CPU): each step stops at the first decoder layer whose exit\n"
+            "                      confidence reaches T (0..1; above 1: full depth); prints the\n"
+            "                      average exit layer on stderr\n"
             "  --exit-metric M     maxprob (default: max softmax probability) or margin (top-1 - top-2)\n"
             "  --exit-states S     jit (default: compute skipped deeper states when needed) or copy\n"
-            "                      (deeper K/V of an exited position from its exited state, as CALM)\n"
+            "                      (deeper K/V of an exited position from its exited state, as CALM;\n"
+            "                      T2R: folded into the deeper layers' recurrent states)\n"
             "Invalid UTF-8 is replaced by U+FFFD and over-long lines are truncated, with a\n"
             "warning on stderr; empty lines give empty outputs.\n");
 }

@@ -15,6 +15,7 @@ static void usage(FILE *f) {
             "  bpe        learn / apply tokenizers (BPE, char, symbol)\n"
             "  convert    rewrite a model's weights in fp16 (or fp32); --to t2r: T2R decoder attention\n"
             "  prune      NASH structured pruning: fewer decoder layers, narrower encoder, fine-tuning\n"
+            "  optimize   run the accelerations over a search space: Pareto front, fastest within a quality loss\n"
             "run 's2s <command> --help' for the options of a command\n");
 }
 
@@ -29,6 +30,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "bpe")) return s2s_cmd_bpe(argc - 1, argv + 1);
     if (!strcmp(c, "convert")) return s2s_cmd_convert(argc - 1, argv + 1);
     if (!strcmp(c, "prune")) return s2s_cmd_prune(argc - 1, argv + 1);
+    if (!strcmp(c, "optimize")) return s2s_cmd_optimize(argc - 1, argv + 1);
     fprintf(stderr, "s2s: unknown command '%s' (run 's2s --help')\n", c);
     return 2;
 }
