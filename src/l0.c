@@ -35,7 +35,9 @@ struct s2s_l0 {
     char (*names)[64];      /* checkpoint names */
 };
 
+#ifdef S2S_CUDA
 static size_t pad64(size_t n) { return (n + 63) & ~(size_t)63; }
+#endif
 
 static double sigm(double v) { return 1.0 / (1.0 + exp(-v)); }
 
