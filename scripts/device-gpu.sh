@@ -14,6 +14,9 @@
 #   CMD=prune ...start ...                            another s2s subcommand (`s2s prune ... -o runs/NAME`)
 #   bash scripts/device-gpu.sh wait SECS NAME...      print progress every 60 s for SECS
 #   bash scripts/device-gpu.sh stop NAME...           SIGTERM the runs and wait for their saves
+#   bash scripts/device-gpu.sh progress SECS NAME...  every 60 s, each run's last line and the GPUs, until
+#                                                     no s2s train/prune runs any more or SECS pass
+#   bash scripts/device-gpu.sh stopall                SIGTERM every s2s train/prune and wait (90 s at most)
 #   bash scripts/device-gpu.sh collect NAME...        checkpoints (split into 15 MB parts) + logs -> $OUT
 # Every subcommand first unpacks the libraries (once per machine).
 set -u
@@ -55,6 +58,19 @@ stop)
     for i in $(seq 60); do pgrep -f "bin/s2s (train|prune)" >/dev/null || break; sleep 1; done
     for n in "$@"; do tail -n 3 runs/$n/stderr.log; done
     ;;
+progress)
+    secs=$1; shift
+    end=$((SECONDS + secs))
+    while [ $SECONDS -lt $end ] && pgrep -f "bin/s2s (train|prune)" >/dev/null; do
+        sleep $(( end - SECONDS < 60 ? end - SECONDS : 60 ))
+        for n in "$@"; do echo "$n: $(grep -v '^eval' runs/$n/stderr.log 2>/dev/null | tail -n 1 | cut -c1-150)"; done
+        nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader | tr '\n' ' '; echo
+    done
+    ;;
+stopall)
+    pkill -TERM -f "bin/s2s (train|prune)"
+    for i in $(seq 90); do pgrep -f "bin/s2s (train|prune)" >/dev/null || break; sleep 1; done
+    ;;
 collect)
     for n in "$@"; do
         for f in best last; do
@@ -64,5 +80,5 @@ collect)
     done
     ls -la "$OUT"
     ;;
-*) sed -n 2,20p "$0"; exit 2 ;;
+*) sed -n 2,23p "$0"; exit 2 ;;
 esac

@@ -90,18 +90,10 @@ start)
     done
     ;;
 wait)
-    secs=$1; end=$((SECONDS + secs))
-    while [ $SECONDS -lt $end ] && pgrep -f "bin/s2s (train|prune)" >/dev/null; do
-        sleep $(( end - SECONDS < 60 ? end - SECONDS : 60 ))
-        for j in $(jobs_list); do
-            echo "$j: $(grep -v '^eval' runs/$j/stderr.log 2>/dev/null | tail -n 1 | cut -c1-150)"
-        done
-        nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader | tr '\n' ' '; echo
-    done
+    $D progress "$1" $(jobs_list)
     ;;
 finish)
-    pkill -TERM -f "bin/s2s (train|prune)"
-    for i in $(seq 90); do pgrep -f "bin/s2s (train|prune)" >/dev/null || break; sleep 1; done
+    $D stopall
     for j in $(jobs_list); do grep -E "^eval|done|interrupted|saved" runs/$j/stderr.log | tail -n 2 | sed "s|^|$j: |"; done \
         > $R/train-tail.txt 2>&1
     # quality: every model greedy and beam 5 on the GPU (DEED early exit on the CPUs)

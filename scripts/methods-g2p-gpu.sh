@@ -71,18 +71,10 @@ start)
     done
     ;;
 wait)
-    secs=$1; end=$((SECONDS + secs))
-    while [ $SECONDS -lt $end ] && pgrep -f "bin/s2s (train|prune)" >/dev/null; do
-        sleep $(( end - SECONDS < 60 ? end - SECONDS : 60 ))
-        for j in $(jobs_list); do
-            echo "$j: $(grep -v '^eval' runs/$j/stderr.log 2>/dev/null | tail -n 1 | cut -c1-150)"
-        done
-        nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader | tr '\n' ' '; echo
-    done
+    $D progress "$1" $(jobs_list)
     ;;
 finish)
-    pkill -TERM -f "bin/s2s (train|prune)"
-    for i in $(seq 90); do pgrep -f "bin/s2s (train|prune)" >/dev/null || break; sleep 1; done
+    $D stopall
     # speed: one thread, one model at a time, the first 100 test words at batch 1 and 256 at batch 32
     $BIN/bench_s2s -m $T --dump-ids data/g2p/test.src --side src > $R/test.ids
     head -n 100 $R/test.ids > $R/b1.ids; head -n 256 $R/test.ids > $R/b32.ids

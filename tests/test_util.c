@@ -277,3 +277,22 @@ int tu_run(const char *cmd, char **output) {
     if (output) *output = buf; else free(buf);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
+
+int tu_early_exit_cli(const char *model, int layers, char *why, size_t whylen) {
+    const char *variants[] = {"--exit-threshold 0.3", "--exit-threshold 0.3 --beam 3 --exit-states copy",
+                              "--exit-threshold 0.2 --exit-metric margin --batch 1", "--exit-threshold 2"};
+    for (int i = 0; i < 4; i++) {
+        char *cmd = NULL, *out = NULL;
+        if (asprintf(&cmd, "printf 'abc\\nde\\nfghi\\n' | %s translate -m %s %s", tu_bin(), model, variants[i]) < 0)
+            return snprintf(why, whylen, "asprintf"), -1;
+        int st = tu_run(cmd, &out), bad = 0;
+        const char *p = out ? strstr(out, "average exit layer ") : NULL;
+        double avg = p ? atof(p + strlen("average exit layer ")) : -1.0;
+        if (st != 0 || !p) bad = snprintf(why, whylen, "%s: exit %d: %s", cmd, st, out ? out : "");
+        else if (avg < 1.0 || avg > layers || (i == 3 && avg != layers))
+            bad = snprintf(why, whylen, "%s: average exit layer %g", variants[i], avg);
+        free(cmd); free(out);
+        if (bad) return -1;
+    }
+    return 0;
+}

@@ -66,5 +66,10 @@ void *tu_deed_forced_decode(const s2s_model *m, const float *enc, float tau, int
 float tu_deed_mixed_tau(const s2s_model *m, const float *enc, float *logits);
 /* Run a shell command, capture stdout+stderr (malloc'd) and return the exit status. */
 int tu_run(const char *cmd, char **output);
+/* `s2s translate -m MODEL` of three short lines with early exit at four settings
+ * (greedy; beam 3 with copied states; margin at batch 1; tau above 1): each must exit 0
+ * and print an average exit layer in [1, layers], exactly `layers` above 1. 0 if all
+ * hold, else -1 with the reason in why. */
+int tu_early_exit_cli(const char *model, int layers, char *why, size_t whylen);
 
 #endif
