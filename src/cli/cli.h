@@ -21,5 +21,10 @@ int s2s_cmd_optimize(int argc, char **argv);  /* cmd_optimize.c: search over the
 int s2s_train_option(s2s_train_opts *o, const char *cmd, const char *key, const char *value);
 int s2s_train_option_is_flag(const char *key);
 void s2s_train_options_free(s2s_train_opts *o);
+/* The pass-through itself: argv[*i] is "--KEY" (anything else: error), KEY not in
+ * reserved[n_reserved] (the options the command sets itself), its value (if KEY takes
+ * one) follows, advancing *i; applied to o. 0, or -1 after a one-line error. */
+int s2s_train_passthrough(s2s_train_opts *o, const char *cmd, int argc, char **argv, int *i,
+                          const char *const *reserved, size_t n_reserved);
 
 #endif

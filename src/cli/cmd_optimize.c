@@ -134,16 +134,7 @@ int s2s_cmd_optimize(int argc, char **argv) {
         if (matched) continue;
         if (!strcmp(a, "--fp16") || !strcmp(a, "--fp32")) { o.fp16 = a[4] == '1'; continue; }
         if (!strcmp(a, "--verbose")) { o.verbose = 1; continue; }
-        if (strncmp(a, "--", 2) != 0) { fprintf(stderr, "s2s optimize: unexpected argument '%s'\n", a); goto out; }
-        const char *key = a + 2;
-        for (size_t r = 0; r < sizeof reserved / sizeof reserved[0]; r++)
-            if (!strcmp(key, reserved[r])) {
-                fprintf(stderr, "s2s optimize: %s is set by optimize itself (see s2s optimize --help)\n", a);
-                goto out;
-            }
-        v = "true";
-        if (!s2s_train_option_is_flag(key) && !(v = s2s_arg_value(C, argc, argv, &i))) goto out;
-        if (s2s_train_option(&o.train, C, key, v) != 0) goto out;
+        if (s2s_train_passthrough(&o.train, C, argc, argv, &i, reserved, sizeof reserved / sizeof reserved[0])) goto out;
     }
     if (!o.teacher || !o.data || !o.out) { fprintf(stderr, "s2s optimize: need -m TEACHER, --data DIR and -o OUT (see --help)\n"); goto out; }
     char err[512];

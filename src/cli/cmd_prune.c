@@ -86,16 +86,7 @@ int s2s_cmd_prune(int argc, char **argv) {
             if (!(v = s2s_arg_value("prune", argc, argv, &i)) || s2s_arg_int("prune", a, v, 0, 2000000000, dst)) goto out;
             continue;
         }
-        if (strncmp(a, "--", 2) != 0) { fprintf(stderr, "s2s prune: unexpected argument '%s'\n", a); goto out; }
-        const char *key = a + 2;
-        for (size_t r = 0; r < sizeof reserved / sizeof reserved[0]; r++)
-            if (!strcmp(key, reserved[r])) {
-                fprintf(stderr, "s2s prune: %s is set by prune itself (see s2s prune --help)\n", a);
-                goto out;
-            }
-        v = "true";
-        if (!s2s_train_option_is_flag(key) && !(v = s2s_arg_value("prune", argc, argv, &i))) goto out;
-        if (s2s_train_option(&to, "prune", key, v) != 0) goto out;
+        if (s2s_train_passthrough(&to, "prune", argc, argv, &i, reserved, sizeof reserved / sizeof reserved[0])) goto out;
     }
     if (!p.teacher || !p.out) { fprintf(stderr, "s2s prune: need -m TEACHER and -o OUT (see --help)\n"); goto out; }
     if (!to.train_src || !to.train_tgt) { fprintf(stderr, "s2s prune: need --train-src and --train-tgt (see --help)\n"); goto out; }

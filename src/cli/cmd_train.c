@@ -193,6 +193,20 @@ int s2s_train_option(s2s_train_opts *o, const char *cmd, const char *key, const 
     return apply(o, cmd, key, value);
 }
 int s2s_train_option_is_flag(const char *key) { return flagged(key); }
+
+int s2s_train_passthrough(s2s_train_opts *o, const char *cmd, int argc, char **argv, int *i,
+                          const char *const *reserved, size_t n_reserved) {
+    const char *a = argv[*i];
+    if (strncmp(a, "--", 2) != 0) { fprintf(stderr, "s2s %s: unexpected argument '%s'\n", cmd, a); return -1; }
+    const char *key = a + 2, *v = "true";
+    for (size_t r = 0; r < n_reserved; r++)
+        if (!strcmp(key, reserved[r])) {
+            fprintf(stderr, "s2s %s: %s is set by %s itself (see s2s %s --help)\n", cmd, a, cmd, cmd);
+            return -1;
+        }
+    if (!flagged(key) && !(v = s2s_arg_value(cmd, argc, argv, i))) return -1;
+    return s2s_train_option(o, cmd, key, v) != 0 ? -1 : 0;
+}
 void s2s_train_options_free(s2s_train_opts *o) { free_opts(o); }
 
 static int parse_and_train(s2s_train_opts *o, int argc, char **argv) {
