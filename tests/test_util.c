@@ -296,3 +296,21 @@ int tu_early_exit_cli(const char *model, int layers, char *why, size_t whylen) {
     }
     return 0;
 }
+
+int tu_deed_full_depth_diff_step(const s2s_model *m, const float *enc) {
+    const int V = m->cfg.tgt_vocab;
+    float *a = malloc(sizeof(float) * 2 * V), *b = malloc(sizeof(float) * 2 * V);
+    const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
+    void *sa = ops->start(m, enc, TU_SLEN, 2, 5, 1, 6), *sb = s2s_deed_decoder.start(m, enc, TU_SLEN, 2, 5, 1, 6);
+    int32_t toks[3][2] = {{1, 1}, {5, 4}, {6, 8}};
+    int diff = -1;
+    for (int t = 0; t < 3 && diff < 0; t++) {
+        ops->step(sa, a, toks[t], 2);
+        s2s_deed_decoder.step(sb, b, toks[t], 2);
+        if (tu_max_diff(a, b, (size_t)2 * V) != 0.0) diff = t;
+    }
+    ops->free(sa);
+    s2s_deed_decoder.free(sb);
+    free(a); free(b);
+    return diff;
+}

@@ -64,6 +64,10 @@ void *tu_deed_forced_decode(const s2s_model *m, const float *enc, float tau, int
 /* A maxprob threshold at which tu_deed_forced_decode (JIT) has some steps exit early,
  * some reach the last layer, and at least 4 JIT items; 0 if none. logits [7, 4, V] scratch. */
 float tu_deed_mixed_tau(const s2s_model *m, const float *enc, float *logits);
+/* The DEED decoder of a multi-exit model m at full depth against m's plain step decoder:
+ * 2 rows of TU_SRC (encoder output enc), 3 forced steps; -1 if every step's logits are the
+ * same bit for bit, else the first step where they differ. */
+int tu_deed_full_depth_diff_step(const s2s_model *m, const float *enc);
 /* Run a shell command, capture stdout+stderr (malloc'd) and return the exit status. */
 int tu_run(const char *cmd, char **output);
 /* `s2s translate -m MODEL` of three short lines with early exit at four settings
