@@ -22,6 +22,9 @@
 #   {ssru,gru,lstm}{1,2}-{kd,orig}  hybrid students: the teacher's encoder and embeddings, a new
 #                                   recurrent decoder, 4,000 steps, lr 1e-3, on the teacher's beam-5
 #                                   outputs (kd) or the original targets (orig)
+#   nash-ssru{1,2}-kd               issue 9's stack: the same SSRU students on the NASH-narrowed encoder
+#                                   of NASH_MODEL (default build-dev/bible/nash-n2-s0.5.safetensors; only
+#                                   with JOBS=..., carry it)
 # JOBS="..." restricts the list (names as above).
 set -u
 cd "$(dirname "$0")/.."
@@ -50,7 +53,8 @@ jobs_list() {
     echo deed t2r-k64 t2r-k64-lr8
     for k in ssru gru lstm; do for n in 1 2; do echo $k$n-kd $k$n-orig; done; done
 }
-final_model() { case $1 in nash-*) echo runs/$1/model.safetensors ;; *) echo runs/$1/best.safetensors ;; esac; }
+final_model() { case $1 in nash-ssru*) echo runs/$1/best.safetensors ;; nash-*) echo runs/$1/model.safetensors ;;
+                 *) echo runs/$1/best.safetensors ;; esac; }
 gpu_of() { # NAME -> GPU: NASH n on GPU n-1, the rest spread so every GPU carries about the same work
     local g
     case $1 in
@@ -74,6 +78,10 @@ start)
     for j in $(jobs_list); do
         g=$(gpu_of $j)
         case $j in
+            nash-ssru*) n=${j#nash-ssru}; n=${n%%-*}
+                    GPU=$g $D start $j "$secs" "${BASE[@]}" --init "${NASH_MODEL:-build-dev/bible/nash-n2-s0.5.safetensors}" \
+                        --decoder ssru --dec-layers $n --lr 1e-3 --warmup 1000 --max-steps 4000 \
+                        --train-tgt data/bible/train.kd.tgt ;;
             nash-*) n=${j#nash-n}; s=${n#*-s}; n=${n%%-*}
                     GPU=$g CMD=prune $D start $j "$secs" -m "$T" --decoder-layers $n --encoder-sparsity $s "${NASH[@]}" ;;
             deed) GPU=$g $D start $j "$secs" "${BASE[@]}" --multi-exit --exit-rank 64 --lr 3e-4 --warmup 300 \

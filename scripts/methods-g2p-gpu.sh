@@ -16,6 +16,9 @@
 #                                                 swapped to T2R attention (k = 64) with exit adapters added
 #                                                 (--dec-attn t2r --multi-exit), fine-tuned in one go
 #                                                 (lr 4e-4, TF32) -> runs/t2r-deed, runs/nash-t2r-deed
+#   bash scripts/methods-g2p-gpu.sh optimize SECS  `s2s optimize` over its default search space on the GPU
+#                                                 (1,000 steps per stage, TF32), in the background for at most
+#                                                 SECS (rerun to resume) -> runs/optimize
 #   bash scripts/methods-g2p-gpu.sh stacks SECS   issue 9's first stack: distil the teacher (beam 5 on the GPU),
 #                                                 then SSRU-2 and SSRU-1 decoders on the NASH encoder of
 #                                                 models/g2p-nash-n2-s0.3.safetensors, SECS each, both at once,
@@ -136,6 +139,14 @@ stacks-deed)
        --warmup 300 --max-steps 3000 --tf32 --threads 2 --eval-every 250 --eval-max 500 --patience 0)
     GPU=0 $D start t2r-deed "$secs" "${S[@]}" --init $T
     GPU=0 $D start nash-t2r-deed "$secs" "${S[@]}" --init models/g2p-nash-n2-s0.3.safetensors
+    ;;
+optimize)
+    $D help >/dev/null 2>&1
+    mkdir -p runs/optimize
+    [ -f runs/optimize/teacher.safetensors ] || cp $T runs/optimize/teacher.safetensors  # a later call may slim models/
+    setsid timeout -s TERM "$1" $BIN/s2s optimize -m runs/optimize/teacher.safetensors --data data/g2p -o runs/optimize --max-loss 1.0 --steps 1000 \
+        --eval-max 500 --device cuda --tf32 --threads 2 >> runs/optimize/stderr.log 2>&1 < /dev/null &
+    echo "started s2s optimize (pid $!) for at most $1 s"
     ;;
 collect)
     # logs and results in one archive, then the models named in $MODELS (split into 15 MB parts)
