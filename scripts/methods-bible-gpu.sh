@@ -19,6 +19,7 @@
 #                                   (the recipe of the G2P grid)
 #   deed                            exit adapters (rank 64) + deep supervision, 2,500 steps, lr 3e-4
 #   t2r-k64, t2r-k64-lr8            swap + fine-tune, 2,500 steps (25 %), lr 4e-4 / 8e-4
+#   t2r-k64-kd                      the lr 8e-4 run on the teacher's beam-5 outputs (sequence-level KD)
 #   {ssru,gru,lstm}{1,2}-{kd,orig}  hybrid students: the teacher's encoder and embeddings, a new
 #                                   recurrent decoder, 4,000 steps, lr 1e-3, on the teacher's beam-5
 #                                   outputs (kd) or the original targets (orig)
@@ -50,7 +51,7 @@ NASH=(--train-src data/bible/train.src --train-tgt data/bible/train.tgt --dev-sr
 jobs_list() {
     if [ -n "${JOBS:-}" ]; then echo $JOBS; return; fi
     for n in 1 2 3; do for s in 0 0.3 0.5 0.7; do echo nash-n$n-s$s; done; done
-    echo deed t2r-k64 t2r-k64-lr8
+    echo deed t2r-k64 t2r-k64-lr8 t2r-k64-kd
     for k in ssru gru lstm; do for n in 1 2; do echo $k$n-kd $k$n-orig; done; done
 }
 final_model() { case $1 in nash-ssru*) echo runs/$1/best.safetensors ;; nash-*) echo runs/$1/model.safetensors ;;
@@ -90,6 +91,8 @@ start)
                       --max-steps 2500 ;;
             t2r-k64-lr8) GPU=$g $D start $j "$secs" "${BASE[@]}" --dec-attn t2r --t2r-k 64 --lr 8e-4 --warmup 300 \
                       --max-steps 2500 ;;
+            t2r-k64-kd) GPU=$g $D start $j "$secs" "${BASE[@]}" --dec-attn t2r --t2r-k 64 --lr 8e-4 --warmup 300 \
+                      --max-steps 2500 --train-tgt data/bible/train.kd.tgt ;;
             *-kd|*-orig) k=${j%%[12]-*}; n=${j#$k}; n=${n%%-*}
                       tg=data/bible/train.tgt; [ "${j##*-}" = kd ] && tg=data/bible/train.kd.tgt
                       GPU=$g $D start $j "$secs" "${BASE[@]}" --decoder $k --dec-layers $n --lr 1e-3 --warmup 1000 \

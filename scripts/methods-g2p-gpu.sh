@@ -19,6 +19,9 @@
 #   bash scripts/methods-g2p-gpu.sh optimize SECS  `s2s optimize` over its default search space on the GPU
 #                                                 (1,000 steps per stage, TF32), in the background for at most
 #                                                 SECS (rerun to resume) -> runs/optimize
+#   bash scripts/methods-g2p-gpu.sh hybrid-orig SECS  issue 5's 1-layer SSRU, GRU and LSTM students on the original
+#                                                 targets (configs/g2p-ssru.conf, TF32), all at once for SECS each,
+#                                                 then their test quality -> runs/methods/hybrid-orig.txt
 #   bash scripts/methods-g2p-gpu.sh stacks SECS   issue 9's first stack: distil the teacher (beam 5 on the GPU),
 #                                                 then SSRU-2 and SSRU-1 decoders on the NASH encoder of
 #                                                 models/g2p-nash-n2-s0.3.safetensors, SECS each, both at once,
@@ -131,6 +134,20 @@ stacks)
         echo "EVAL_DIR=$R/eval S2S=$BIN/s2s bash scripts/eval-g2p.sh $j@$([ $b = 1 ] && echo greedy || echo beam5) runs/$j/best.safetensors --beam $b"
     done; done | xargs -P 4 -I{} bash -c '{}' | sort > $R/stacks.txt
     cat $R/stacks.txt
+    ;;
+hybrid-orig)
+    secs=$1
+    $D help >/dev/null 2>&1
+    for k in ssru gru lstm; do
+        GPU=0 $D start $k-l1-orig "$secs" --config configs/g2p-ssru.conf --decoder $k --dec-layers 1 \
+            --train-tgt data/g2p/train.tgt --tf32 --threads 2
+    done
+    sleep 5; bash "$0" wait "$secs" >/dev/null
+    for i in $(seq 90); do pgrep -f "bin/s2s train" >/dev/null || break; sleep 1; done
+    for k in ssru gru lstm; do j=$k-l1-orig; tail -n 1 runs/$j/stderr.log >&2; for b in 1 5; do
+        echo "EVAL_DIR=$R/eval S2S=$BIN/s2s bash scripts/eval-g2p.sh $j@$([ $b = 1 ] && echo greedy || echo beam5) runs/$j/best.safetensors --beam $b"
+    done; done | xargs -P 6 -I{} bash -c '{}' | sort > $R/hybrid-orig.txt
+    cat $R/hybrid-orig.txt
     ;;
 stacks-deed)
     secs=$1
