@@ -131,13 +131,31 @@ void s2s_dec_t2r_cross_states(float *const *cS, float *const *cz, const s2s_mode
     free(ck); free(cv);
 }
 
-void s2s_dec_t2r_cross_query(float *a, const float *S, const float *z, const float *q, const s2s_lin_p *phi,
-                             const int32_t *sent, int N, int H, int Dh, int kf) {
+/* The phi weights packed for s2s_k_linear_packed_groups_fwd (head h's [kf, Dh] at pw + h * kf * Dh,
+ * as the stacked [H * kf, Dh] tensor packs when kf % S2S_GEMM_NR == 0), else NULL: no learned map,
+ * trainable weights, or no AVX-512 (where the packed kernel is for tests only). */
+static const float *phi_packed(const s2s_lin_p *phi, int kf) {
+    if (!phi->w || kf % S2S_GEMM_NR != 0 || S2S_PACKED_MIN_ROWS > 2) return NULL;
+    return s2s_weight_packed(phi->w);
+}
+
+void s2s_dec_t2r_phi(float *ph, const float *x, const s2s_lin_p *phi, float scale, int N, int H, int Dh, int kf) {
+    const float *pw = phi_packed(phi, kf);
+    if (pw) {
+        s2s_k_linear_packed_groups_fwd(ph, x, pw, N, H, Dh, kf);
+        s2s_k_t2r_phi_act(ph, s2s_dec_phi_b(phi), scale, N, H, kf);
+    } else {
+        s2s_k_t2r_phi(ph, x, s2s_dec_phi_w(phi), s2s_dec_phi_b(phi), scale, N, H, Dh, kf);
+    }
+}
+
+void s2s_dec_t2r_cross_query(float *a, float *ph, const float *S, const float *z, const float *q,
+                             const s2s_lin_p *phi, const int32_t *sent, int N, int H, int Dh, int kf) {
     size_t cS = (size_t)H * kf * Dh, cz = (size_t)H * kf, D = (size_t)H * Dh;
-    const float *W = s2s_dec_phi_w(phi), *b = s2s_dec_phi_b(phi);
+    s2s_dec_t2r_phi(ph, q, phi, S2S_T2R_QSCALE(Dh), N, H, Dh, kf);
     /* the kernel stays serial inside for one row (no nested parallelism) */
 #pragma omp parallel for schedule(static) if (N >= 4 && (size_t)N * cS > 65536)
     for (int r = 0; r < N; r++)
-        s2s_k_t2r_cross_query(a + (size_t)r * D, S + (size_t)sent[r] * cS, z + (size_t)sent[r] * cz, q + (size_t)r * D,
-                              W, b, 1, H, 1, Dh, kf);
+        s2s_k_t2r_cross_query_feat(a + (size_t)r * D, S + (size_t)sent[r] * cS, z + (size_t)sent[r] * cz,
+                                   ph + (size_t)r * cz, 1, H, 1, Dh, kf);
 }

@@ -55,11 +55,15 @@ static inline const float *s2s_dec_phi_b(const s2s_lin_p *p) { return p->b ? p->
  * the projections, 2 x [B, Ts, D] floats, inside. */
 void s2s_dec_t2r_cross_states(float *const *cS, float *const *cz, const s2s_model *m, const float *enc,
                               const int32_t *src_len, int B, int Ts);
+/* ph [N, H, kf] = phi(scale x) of x [N, H * Dh] (kernels_t2r.h t2r_phi; scale: S2S_T2R_QSCALE(Dh) for
+ * queries, 1 for keys): the learned map's dot products of all rows and heads as one grouped
+ * GEMM on the packed phi weights (inference models, kf % S2S_GEMM_NR == 0), else the kernel. */
+void s2s_dec_t2r_phi(float *ph, const float *x, const s2s_lin_p *phi, float scale, int N, int H, int Dh, int kf);
 /* a [N, D] = cross-attention of each row's query q [N, D] on the state S, z of its
  * sentence sent[r] (S [*, H, kf, Dh], z [*, H, kf], as s2s_dec_t2r_cross_states), with
- * feature map phi; rows in parallel. */
-void s2s_dec_t2r_cross_query(float *a, const float *S, const float *z, const float *q, const s2s_lin_p *phi,
-                             const int32_t *sent, int N, int H, int Dh, int kf);
+ * feature map phi; ph [N, H, kf] scratch (the query features); rows in parallel. */
+void s2s_dec_t2r_cross_query(float *a, float *ph, const float *S, const float *z, const float *q,
+                             const s2s_lin_p *phi, const int32_t *sent, int N, int H, int Dh, int kf);
 
 /* Padding rows out: packed [N, D] = the rows t < len[b] of x [B, T, D] in order (len
  * clamped to [0, T]). */

@@ -3,10 +3,12 @@
  * whose layer-l state decoder_deed.c has computed: it hands each (row, position) to
  * s2s_deed_t2r_self once, in position order (a just-in-time position before the
  * current one), so after any step the state equals the sums of a full pass over those
- * positions. Same kernels as decoder_t2r.c (s2s_k_t2r_step per item, one row at a
+ * positions. Same kernels as decoder_t2r.c (the features of all items as its step
+ * computes them, s2s_dec_t2r_phi, then s2s_k_t2r_step_feat per item, one row at a
  * time, which gives each row the numbers of the batched step). */
 #include "decoder_deed_t2r.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "common.h"
@@ -20,7 +22,19 @@ struct s2s_deed_t2r {
     float **sS, **sz;         /* [Ld] -> [Nmax, H, kf, Dh], [Nmax, H, kf] self-attention states */
     float **cS, **cz;         /* [Ld] -> [B, H, kf, Dh], [B, H, kf] cross-attention states */
     float *spare_S, *spare_z; /* select scratch, swapped in */
+    float *ph;                /* [ph_rows, 2, H, kf] feature scratch (query, key), grown on demand */
+    int ph_rows;
 };
+
+/* The feature scratch for M items: [M, H, kf] query features, then the same for keys. */
+static float *features(s2s_deed_t2r *t, int M) {
+    if (M > t->ph_rows) {
+        free(t->ph);
+        t->ph = s2s_xmalloc(2 * (size_t)M * t->nz * sizeof(float));
+        t->ph_rows = M;
+    }
+    return t->ph;
+}
 
 s2s_deed_t2r *s2s_deed_t2r_new(const s2s_model *m, const float *enc, const int32_t *src_len, int B, int Ts, int Nmax) {
     const s2s_config *c = &m->cfg;
@@ -49,16 +63,17 @@ void s2s_deed_t2r_free(s2s_deed_t2r *t) {
     if (!t) return;
     for (int l = 0; l < t->Ld; l++) { free(t->sS[l]); free(t->sz[l]); free(t->cS[l]); free(t->cz[l]); }
     free(t->sS); free(t->sz); free(t->cS); free(t->cz);
-    free(t->spare_S); free(t->spare_z);
+    free(t->spare_S); free(t->spare_z); free(t->ph);
     free(t);
 }
 
 void s2s_deed_t2r_self(s2s_deed_t2r *t, int l, float *a, const float *q, const float *k, const float *v,
                        const int32_t *row, int M) {
     const s2s_lin_p *phi = &t->m->dec[l].sphi;
-    const float *W = s2s_dec_phi_w(phi), *b = s2s_dec_phi_b(phi);
-    float *S = t->sS[l], *z = t->sz[l];
-    size_t D = (size_t)t->D;
+    float *S = t->sS[l], *z = t->sz[l], *pq = features(t, M), *pk = pq + (size_t)M * t->nz;
+    size_t D = (size_t)t->D, nz = t->nz;
+    s2s_dec_t2r_phi(pq, q, phi, S2S_T2R_QSCALE(t->Dh), M, t->H, t->Dh, t->kf);
+    s2s_dec_t2r_phi(pk, k, phi, 1.0f, M, t->H, t->Dh, t->kf);
     /* one task per run of consecutive items of a row (distinct rows: disjoint states);
      * the kernel stays serial inside for one row (no nested parallelism) */
 #pragma omp parallel for schedule(dynamic) if (M >= 4 && (size_t)M * t->nS > 65536)
@@ -66,7 +81,7 @@ void s2s_deed_t2r_self(s2s_deed_t2r *t, int l, float *a, const float *q, const f
         if (i > 0 && row[i] == row[i - 1]) continue; /* inside the run of an earlier item */
         float *Sr = S + (size_t)row[i] * t->nS, *zr = z + (size_t)row[i] * t->nz;
         for (int j = i; j < M && row[j] == row[i]; j++)
-            s2s_k_t2r_step(a + j * D, Sr, zr, q + j * D, k + j * D, v + j * D, W, b, 1, t->H, t->Dh, t->kf);
+            s2s_k_t2r_step_feat(a + j * D, Sr, zr, pq + j * nz, pk + j * nz, v + j * D, 1, t->H, t->Dh, t->kf);
     }
 }
 
@@ -77,8 +92,9 @@ void s2s_deed_t2r_fold(s2s_deed_t2r *t, int l, float *scratch, const float *k, c
     s2s_deed_t2r_self(t, l, scratch, k, k, v, row, M);
 }
 
-void s2s_deed_t2r_cross(const s2s_deed_t2r *t, int l, float *a, const float *q, const int32_t *sent, int M) {
-    s2s_dec_t2r_cross_query(a, t->cS[l], t->cz[l], q, &t->m->dec[l].cphi, sent, M, t->H, t->Dh, t->kf);
+void s2s_deed_t2r_cross(s2s_deed_t2r *t, int l, float *a, const float *q, const int32_t *sent, int M) {
+    s2s_dec_t2r_cross_query(a, features(t, M), t->cS[l], t->cz[l], q, &t->m->dec[l].cphi, sent, M, t->H, t->Dh,
+                            t->kf);
 }
 
 void s2s_deed_t2r_select(s2s_deed_t2r *t, const int32_t *rows, int N_new) {

@@ -37,7 +37,7 @@ void s2s_deed_t2r_self(s2s_deed_t2r *t, int l, float *a, const float *q, const f
 void s2s_deed_t2r_fold(s2s_deed_t2r *t, int l, float *scratch, const float *k, const float *v, const int32_t *row,
                        int M);
 /* Cross-attention of layer l: a [M, D] for queries q [M, D] on the state of sentence sent[i]. */
-void s2s_deed_t2r_cross(const s2s_deed_t2r *t, int l, float *a, const float *q, const int32_t *sent, int M);
+void s2s_deed_t2r_cross(s2s_deed_t2r *t, int l, float *a, const float *q, const int32_t *sent, int M);
 /* select() of decoder.h on the self-attention states: new row i = old row rows[i]. */
 void s2s_deed_t2r_select(s2s_deed_t2r *t, const int32_t *rows, int N_new);
 

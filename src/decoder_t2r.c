@@ -4,11 +4,13 @@
  *
  * Per layer a row carries its self-attention state S [H, kf, Dh], z [H, kf] (the
  * running sums of phi(k_j) v_j^T and phi(k_j), zero before the first step), updated
- * by s2s_k_t2r_step. Cross-attention needs no keys at all once start() has reduced
- * each source sentence to its state (s2s_dec_t2r_cross_states over the projected encoder
- * output, padding excluded): [B, H, kf, Dh] + [B, H, kf] per layer, shared by the
- * sentence's rows and queried each step (s2s_k_t2r_cross_query). select() gathers
- * the rows' self-attention states. Everything start() keeps is one allocation laid
+ * by s2s_k_t2r_step_feat. The features phi(q), phi(k) of all rows and heads come first,
+ * as one grouped GEMM each on the packed phi weights (s2s_dec_t2r_phi), so the per-row
+ * work is only the state update and read. Cross-attention needs no keys at all once
+ * start() has reduced each source sentence to its state (s2s_dec_t2r_cross_states over
+ * the projected encoder output, padding excluded): [B, H, kf, Dh] + [B, H, kf] per
+ * layer, shared by the sentence's rows and queried each step (s2s_dec_t2r_cross_query).
+ * select() gathers the rows' self-attention states. Everything start() keeps is one allocation laid
  * out by plan() (which also gives start_bytes()); start() additionally mallocs the
  * projected encoder keys/values [B, Ts, D] x 2 for the cross states and frees them
  * before it returns (counted by start_bytes() as part of the peak). Checked against
@@ -36,6 +38,7 @@ typedef struct {
     float **cS, **cz;       /* [Ld] -> [B, H, kf, Dh], [B, H, kf] cross-attention state */
     float *spare_S, *spare_z; /* select scratch, swapped in */
     float *x, *h, *q, *k, *v, *a; /* [Nmax, D] */
+    float *pq, *pk;         /* [Nmax, H, kf] query and key features */
     float *f;               /* [Nmax, F] FFN hidden */
     float *mean, *rstd;     /* [Nmax] */
     void *block;            /* the one allocation everything above lives in */
@@ -66,6 +69,7 @@ static size_t plan(const s2s_model *m, int B, int Nmax, t2state *s, char *base) 
     CARVE(s->spare_z, float, N * H * kf);
     CARVE(s->x, float, N * D); CARVE(s->h, float, N * D); CARVE(s->q, float, N * D);
     CARVE(s->k, float, N * D); CARVE(s->v, float, N * D); CARVE(s->a, float, N * D);
+    CARVE(s->pq, float, N * H * kf); CARVE(s->pk, float, N * H * kf);
     CARVE(s->f, float, N * (size_t)c->d_ff);
     CARVE(s->mean, float, N); CARVE(s->rstd, float, N);
     CARVE(s->row_sent, int32_t, N);
@@ -109,7 +113,6 @@ static void t2_step(void *st, float *logits, const int32_t *tokens, int N) {
         float *xr = s->x + (size_t)r * D;
         for (int d = 0; d < D; d++) xr[d] = e[d] * sq + pe[d];
     }
-    size_t ND = (size_t)N * D;
     for (int l = 0; l < c->dec_layers; l++) {
         const s2s_dec_layer *L = &m->dec[l];
         /* self-attention: one recurrent step on the rows' states */
@@ -117,16 +120,15 @@ static void t2_step(void *st, float *logits, const int32_t *tokens, int N) {
         s2s_dec_linear(s->q, s->h, &L->sq, N, D, D);
         s2s_dec_linear(s->k, s->h, &L->sk, N, D, D);
         s2s_dec_linear(s->v, s->h, &L->sv, N, D, D);
-        s2s_k_t2r_step(s->a, s->sS[l], s->sz[l], s->q, s->k, s->v, s2s_dec_phi_w(&L->sphi), s2s_dec_phi_b(&L->sphi), N,
-                       H, Dh, kf);
-        s2s_dec_linear(s->h, s->a, &L->so, N, D, D);
-        s2s_dec_add(s->x, s->h, ND);
+        s2s_dec_t2r_phi(s->pq, s->q, &L->sphi, S2S_T2R_QSCALE(Dh), N, H, Dh, kf);
+        s2s_dec_t2r_phi(s->pk, s->k, &L->sphi, 1.0f, N, H, Dh, kf);
+        s2s_k_t2r_step_feat(s->a, s->sS[l], s->sz[l], s->pq, s->pk, s->v, N, H, Dh, kf);
+        s2s_dec_linear_add(s->x, s->h, s->a, &L->so, N, D, D);
         /* cross-attention: query the sentence's precomputed state */
         s2s_k_layernorm_fwd(s->h, s->mean, s->rstd, s->x, L->ln2.w->data, L->ln2.b->data, N, D);
         s2s_dec_linear(s->q, s->h, &L->cq, N, D, D);
-        s2s_dec_t2r_cross_query(s->a, s->cS[l], s->cz[l], s->q, &L->cphi, s->row_sent, N, H, Dh, kf);
-        s2s_dec_linear(s->h, s->a, &L->co, N, D, D);
-        s2s_dec_add(s->x, s->h, ND);
+        s2s_dec_t2r_cross_query(s->a, s->pq, s->cS[l], s->cz[l], s->q, &L->cphi, s->row_sent, N, H, Dh, kf);
+        s2s_dec_linear_add(s->x, s->h, s->a, &L->co, N, D, D);
         /* feed-forward */
         s2s_dec_ffn(s->x, s->h, s->f, s->mean, s->rstd, m, L, N);
     }

@@ -141,6 +141,13 @@ void s2s_k_linear_packed_fwd(float *y, const float *x, const float *pw, const fl
  * when res != NULL (res may be y: y += ...); the values of linear, then relu, then add. */
 void s2s_k_linear_packed_ex_fwd(float *y, const float *x, const float *pw, const float *b, int N,
                                 int K, int M, const float *res, int relu);
+/* Block-diagonal (grouped) linear, no bias: y[N, G*M] column block g = x[N, G*K] column
+ * block g @ w_g[M, K]^T, with the G weights packed one after another (pw + g *
+ * s2s_gemm_packed_floats(K, M); when M % S2S_GEMM_NR == 0 that is the packing of the
+ * stacked [G*M, K] matrix, s2s_gemm_pack / s2s_weight_packed of it). Each y element is
+ * the same FMA chain as s2s_k_linear_packed_fwd of its group. */
+void s2s_k_linear_packed_groups_fwd(float *y, const float *x, const float *pw, int N, int G, int K,
+                                    int M);
 #if defined(__AVX512F__)
 #define S2S_PACKED_MIN_ROWS 2
 #else

@@ -54,18 +54,18 @@ void s2s_gemm_pack(float *pw, const float *w, int K, int M) {
 }
 
 #if defined(__AVX512F__)
-/* y[i, 0..31] (masks m0, m1 for the two halves) = x_i . w + b for NI rows x_i = x + i * K;
+/* y[i, 0..31] (masks m0, m1 for the two halves) = x_i . w + b for NI rows x_i = x + i * ldx;
  * wp: one panel [K][32]; b: the panel's 32 biases or NULL. Inlined with a constant NI, so
  * the 2 * NI accumulators live in registers. */
 static inline __attribute__((always_inline)) void micro(const int NI, float *y, int ldy,
-                                                        const float *x, const float *wp, int K,
-                                                        const float *b, __mmask16 m0,
+                                                        const float *x, int ldx, const float *wp,
+                                                        int K, const float *b, __mmask16 m0,
                                                         __mmask16 m1, const float *res,
                                                         int relu) {
     __m512 c0[MR], c1[MR];
     const float *xr[MR];
 #pragma GCC unroll 12
-    for (int i = 0; i < NI; i++) { c0[i] = c1[i] = _mm512_setzero_ps(); xr[i] = x + (size_t)i * K; }
+    for (int i = 0; i < NI; i++) { c0[i] = c1[i] = _mm512_setzero_ps(); xr[i] = x + (size_t)i * ldx; }
     for (int k = 0; k < K; k++) {
         const __m512 w0 = _mm512_load_ps(wp + (size_t)k * NR);
         const __m512 w1 = _mm512_load_ps(wp + (size_t)k * NR + 16);
@@ -96,12 +96,12 @@ static inline __attribute__((always_inline)) void micro(const int NI, float *y, 
     }
 }
 
-static void micro_n(int ni, int nc, float *y, int ldy, const float *x, const float *wp, int K,
+static void micro_n(int ni, int nc, float *y, int ldy, const float *x, int ldx, const float *wp, int K,
                     const float *b, const float *res, int relu) {
     const __mmask16 m0 = (__mmask16)(nc >= 16 ? 0xffff : (1u << nc) - 1);
     const __mmask16 m1 = (__mmask16)(nc >= 32 ? 0xffff : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
     switch (ni) {
-#define CASE(n) case n: micro(n, y, ldy, x, wp, K, b, m0, m1, res, relu); break;
+#define CASE(n) case n: micro(n, y, ldy, x, ldx, wp, K, b, m0, m1, res, relu); break;
     CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
     CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12)
 #undef CASE
@@ -110,12 +110,12 @@ static void micro_n(int ni, int nc, float *y, int ldy, const float *x, const flo
 }
 #else
 /* the same blocks and order without intrinsics */
-static void micro_n(int ni, int nc, float *y, int ldy, const float *x, const float *wp, int K,
+static void micro_n(int ni, int nc, float *y, int ldy, const float *x, int ldx, const float *wp, int K,
                     const float *b, const float *res, int relu) {
     for (int i = 0; i < ni; i++) {
         float acc[NR] = {0};
         for (int k = 0; k < K; k++) {
-            const float xv = x[(size_t)i * K + k];
+            const float xv = x[(size_t)i * ldx + k];
             const float *wk = wp + (size_t)k * NR;
             for (int j = 0; j < NR; j++) acc[j] += xv * wk[j];
         }
@@ -133,28 +133,54 @@ void s2s_k_linear_packed_fwd(float *y, const float *x, const float *pw, const fl
     s2s_k_linear_packed_ex_fwd(y, x, pw, b, N, K, M, NULL, 0);
 }
 
+/* One panel (nc <= NR output features, weights wp [K][NR]) for all N rows: y[N, nc] (row
+ * stride ldy) = act(x[N, K] (row stride ldx) @ w^T + b) (+ res, row stride ldy), in the
+ * row blocks of near-equal size. */
+static void panel(float *y, int ldy, const float *x, int ldx, const float *wp, const float *b,
+                  const float *res, int N, int K, int nc, int relu) {
+    const int nb = (N + MR - 1) / MR, base = N / nb, extra = N % nb; /* row blocks */
+    for (int ib = 0, r0 = 0; ib < nb; ib++) {
+        const int ni = base + (ib < extra);
+        micro_n(ni, nc, y + (size_t)r0 * ldy, ldy, x + (size_t)r0 * ldx, ldx, wp, K, b,
+                res ? res + (size_t)r0 * ldy : NULL, relu);
+        r0 += ni;
+    }
+}
+
+/* y[i] = act(b) (+ res[i]) for y [n]: the empty sum (K == 0), b indexed modulo M */
+static void empty_sum(float *y, const float *b, const float *res, size_t n, int M, int relu) {
+    for (size_t i = 0; i < n; i++) {
+        float v = b ? b[i % (size_t)M] : 0.0f;
+        if (relu) v = v > 0.0f ? v : 0.0f;
+        y[i] = res ? res[i] + v : v;
+    }
+}
+
 void s2s_k_linear_packed_ex_fwd(float *y, const float *x, const float *pw, const float *b, int N,
                                 int K, int M, const float *res, int relu) {
     /* y[N,M] = act(x[N,K] @ w[M,K]^T + b[M]) (+ res[N,M]), w given packed (s2s_gemm_pack) */
     if (N <= 0 || M <= 0) return;
-    if (K <= 0) { /* an empty sum */
-        for (size_t i = 0; i < (size_t)N * M; i++) {
-            float v = b ? b[i % (size_t)M] : 0.0f;
-            if (relu) v = v > 0.0f ? v : 0.0f;
-            y[i] = res ? res[i] + v : v;
-        }
-        return;
-    }
-    const int nb = (N + MR - 1) / MR, base = N / nb, extra = N % nb; /* row blocks */
+    if (K <= 0) { empty_sum(y, b, res, (size_t)N * M, M, relu); return; }
     const int np = (M + NR - 1) / NR;
 #pragma omp parallel for schedule(static) if (np > 1 && (size_t)N * K * M >= 262144)
     for (int p = 0; p < np; p++) {
         const int c0 = p * NR, nc = M - c0 < NR ? M - c0 : NR;
-        for (int ib = 0, r0 = 0; ib < nb; ib++) {
-            const int ni = base + (ib < extra);
-            micro_n(ni, nc, y + (size_t)r0 * M + c0, M, x + (size_t)r0 * K, pw + (size_t)p * K * NR, K,
-                    b ? b + c0 : NULL, res ? res + (size_t)r0 * M + c0 : NULL, relu);
-            r0 += ni;
-        }
+        panel(y + c0, M, x, K, pw + (size_t)p * K * NR, b ? b + c0 : NULL, res ? res + c0 : NULL, N, K, nc, relu);
+    }
+}
+
+void s2s_k_linear_packed_groups_fwd(float *y, const float *x, const float *pw, int N, int G, int K,
+                                    int M) {
+    /* y[N, G*M]: group g's columns = x[N, G*K]'s columns g*K.. @ w_g[M,K]^T, each w_g packed
+     * (s2s_gemm_packed_floats(K, M) floats), one after another */
+    if (N <= 0 || M <= 0 || G <= 0) return;
+    if (K <= 0) { empty_sum(y, NULL, NULL, (size_t)N * G * M, M, 0); return; }
+    const int np = (M + NR - 1) / NR, ldx = G * K, ldy = G * M;
+    const size_t pg = s2s_gemm_packed_floats(K, M);
+#pragma omp parallel for schedule(static) if (G * np > 1 && (size_t)N * K * M * G >= 262144)
+    for (int gp = 0; gp < G * np; gp++) {
+        const int g = gp / np, c0 = gp % np * NR, nc = M - c0 < NR ? M - c0 : NR;
+        panel(y + (size_t)g * M + c0, ldy, x + (size_t)g * K, ldx, pw + g * pg + (size_t)(c0 / NR) * K * NR, NULL,
+              NULL, N, K, nc, 0);
     }
 }

@@ -209,6 +209,14 @@ static void ref_read(float *out, const float *ph, const float *S, const float *z
     }
 }
 
+/* S[kf, d] += ph v^T, z[kf] += ph, each sum in double */
+static void ref_update(float *S, float *z, const float *ph, const float *v, int d, int kf) {
+    for (int f = 0; f < kf; f++) {
+        for (int e = 0; e < d; e++) S[(size_t)f * d + e] = (float)(S[(size_t)f * d + e] + (double)ph[f] * v[e]);
+        z[f] = (float)((double)z[f] + ph[f]);
+    }
+}
+
 void s2s_kref_t2r_step(float *out, float *S, float *z, const float *q, const float *k,
                        const float *v, const float *W, const float *b, int B, int H, int d,
                        int kf) {
@@ -221,13 +229,35 @@ void s2s_kref_t2r_step(float *out, float *S, float *z, const float *q, const flo
             float *Sh = S + ((size_t)bb * H + h) * kf * d, *zh = z + ((size_t)bb * H + h) * kf;
             ref_phi(pq, q + o, 1.0 / sqrt((double)d), Wh, bh, d, kf);
             ref_phi(pk, k + o, 1.0, Wh, bh, d, kf);
-            for (int f = 0; f < kf; f++) {
-                for (int e = 0; e < d; e++) Sh[(size_t)f * d + e] = (float)(Sh[(size_t)f * d + e] + (double)pk[f] * v[o + e]);
-                zh[f] = (float)((double)zh[f] + pk[f]);
-            }
+            ref_update(Sh, zh, pk, v + o, d, kf);
             ref_read(out + o, pq, Sh, zh, d, kf);
         }
     free(pq); free(pk);
+}
+
+void s2s_kref_t2r_phi(float *ph, const float *x, const float *W, const float *b, float scale,
+                      int B, int H, int d, int kf) {
+    for (int bb = 0; bb < B; bb++)
+        for (int h = 0; h < H; h++)
+            ref_phi(ph + ((size_t)bb * H + h) * kf, x + ((size_t)bb * H + h) * d, scale, HEAD_W(W, h, kf, d),
+                    HEAD_B(b, h, kf), d, kf);
+}
+
+void s2s_kref_t2r_phi_act(float *ph, const float *b, float scale, int B, int H, int kf) {
+    size_t Hk = (size_t)H * kf;
+    for (size_t i = 0; i < (size_t)B * Hk; i++) {
+        double s = b[i % Hk] + (double)scale * ph[i];
+        ph[i] = s > 0.0 ? (float)s : 0.0f;
+    }
+}
+
+void s2s_kref_t2r_step_feat(float *out, float *S, float *z, const float *pq, const float *pk,
+                            const float *v, int B, int H, int d, int kf) {
+    for (size_t i = 0; i < (size_t)B * H; i++) { /* (row, head) */
+        float *Sh = S + i * kf * d, *zh = z + i * kf;
+        ref_update(Sh, zh, pk + i * kf, v + i * d, d, kf);
+        ref_read(out + i * d, pq + i * kf, Sh, zh, d, kf);
+    }
 }
 
 void s2s_kref_t2r_cross_state(float *S, float *z, const float *k, const float *v,
@@ -272,9 +302,26 @@ void s2s_kref_t2r_cross_query(float *out, const float *S, const float *z, const 
     free(pq);
 }
 
+void s2s_kref_t2r_cross_query_feat(float *out, const float *S, const float *z, const float *pq,
+                                   int B, int H, int Tq, int d, int kf) {
+    for (int bb = 0; bb < B; bb++)
+        for (int t = 0; t < Tq; t++)
+            for (int h = 0; h < H; h++) {
+                size_t i = ((size_t)bb * Tq + t) * H + h; /* (query, head) */
+                ref_read(out + i * d, pq + i * kf, S + ((size_t)bb * H + h) * kf * d, z + ((size_t)bb * H + h) * kf,
+                         d, kf);
+            }
+}
+
 /* ------------------------------------------------------------------------------------
  * fast
  * ---------------------------------------------------------------------------------- */
+
+/* relu(b + scale * s): a feature from its dot product s = Wh[f] . x */
+static inline float phi_act(float s, float b, float scale) {
+    s = b + scale * s;
+    return s > 0.0f ? s : 0.0f;
+}
 
 /* dst[kf] = relu(scale * (Wh x) + bh); x [d], Wh [kf, d], bh [kf]; Wh NULL: dst[d] =
  * elu(scale x) + 1 (kf = d) */
@@ -292,8 +339,7 @@ static void fast_phi(float *dst, const float *x, float scale, const float *Wh, c
         float s = 0.0f;
         S2S_OMP(simd reduction(+ : s))
         for (int e = 0; e < d; e++) s += w[e] * x[e];
-        s = bh[f] + scale * s;
-        dst[f] = s > 0.0f ? s : 0.0f;
+        dst[f] = phi_act(s, bh[f], scale);
     }
 }
 
@@ -326,12 +372,48 @@ static float fast_read(float *out, const float *ph, const float *S, const float 
     return dn;
 }
 
+#define LANES 64 /* columns of S per pass of fast_add_read: its sums stay in registers */
+
+/* fast_add(S, z, pk, v) then fast_read(out, ph, S, z) (pk NULL: the read only; S is then
+ * not written), the same values, in ONE pass over S [kf, d] when d % LANES == 0: per
+ * block of LANES columns, each feature row is updated and read while in registers. */
+static float fast_add_read(float *out, float *S, float *z, const float *ph, const float *pk,
+                           const float *v, int d, int kf) {
+    if (d % LANES != 0) {
+        if (pk) fast_add(S, z, pk, v, d, kf);
+        return fast_read(out, ph, S, z, d, kf);
+    }
+    float dn = 0.0f;
+    for (int f = 0; f < kf; f++) {
+        if (pk && pk[f] != 0.0f) z[f] += pk[f];
+        if (ph[f] != 0.0f) dn += ph[f] * z[f];
+    }
+    float inv = 1.0f / (dn > S2S_T2R_EPS ? dn : S2S_T2R_EPS);
+    for (int e0 = 0; e0 < d; e0 += LANES) {
+        float acc[LANES] = {0.0f};
+        const float *ve = v ? v + e0 : NULL;
+        for (int f = 0; f < kf; f++) {
+            float *Sf = S + (size_t)f * d + e0, p = pk ? pk[f] : 0.0f, r = ph[f];
+            if (p != 0.0f) {
+                S2S_OMP(simd)
+                for (int j = 0; j < LANES; j++) Sf[j] += p * ve[j];
+            }
+            if (r != 0.0f) {
+                S2S_OMP(simd)
+                for (int j = 0; j < LANES; j++) acc[j] += r * Sf[j];
+            }
+        }
+        for (int j = 0; j < LANES; j++) out[e0 + j] = acc[j] * inv;
+    }
+    return dn;
+}
+
 void s2s_k_t2r_fwd(float *out, float *pq, float *pk, float *den, const float *q,
                    const float *k, const float *v, const float *W, const float *b,
                    const int32_t *kv_len, int causal, int B, int H, int Tq, int Tk, int d,
                    int kf) {
     size_t HD = (size_t)H * d;
-    float sc = (float)(1.0 / sqrt((double)d));
+    float sc = S2S_T2R_QSCALE(d);
     size_t work = (size_t)B * H * (Tq + Tk) * kf * d;
     S2S_OMP(parallel for collapse(2) schedule(dynamic) if (work > PAR_MIN))
     for (int bb = 0; bb < B; bb++)
@@ -361,7 +443,7 @@ void s2s_k_t2r_bwd(float *dq, float *dk, float *dv, float *dW, float *db,
                    int Tk, int d, int kf) {
     if (!dq && !dk && !dv && !dW && !db) return;
     size_t HD = (size_t)H * d;
-    float sc = (float)(1.0 / sqrt((double)d));
+    float sc = S2S_T2R_QSCALE(d);
     int elu = W == NULL;
     size_t work = (size_t)B * H * (Tq + Tk) * kf * d;
     /* the gradients at the pre-activations (relu applied): gq [B,H,Tq,kf], gk [B,H,Tk,kf] */
@@ -482,25 +564,44 @@ void s2s_k_t2r_bwd(float *dq, float *dk, float *dv, float *dW, float *db,
     free(gq); free(gk);
 }
 
-void s2s_k_t2r_step(float *out, float *S, float *z, const float *q, const float *k,
-                    const float *v, const float *W, const float *b, int B, int H, int d,
-                    int kf) {
-    size_t HD = (size_t)H * d;
-    float sc = (float)(1.0 / sqrt((double)d));
+void s2s_k_t2r_phi(float *ph, const float *x, const float *W, const float *b, float scale,
+                   int B, int H, int d, int kf) {
     size_t work = (size_t)B * H * kf * d;
     S2S_OMP(parallel for collapse(2) schedule(static) if (work > PAR_MIN))
     for (int bb = 0; bb < B; bb++)
-        for (int h = 0; h < H; h++) {
-            const float *Wh = HEAD_W(W, h, kf, d), *bh = HEAD_B(b, h, kf);
-            size_t o = (size_t)bb * HD + (size_t)h * d;
-            float *Sh = S + ((size_t)bb * H + h) * kf * d, *zh = z + ((size_t)bb * H + h) * kf;
-            float *ph = s2s_xmalloc(2 * (size_t)kf * sizeof(float)), *pk = ph + kf;
-            fast_phi(ph, q + o, sc, Wh, bh, d, kf);
-            fast_phi(pk, k + o, 1.0f, Wh, bh, d, kf);
-            fast_add(Sh, zh, pk, v + o, d, kf);
-            fast_read(out + o, ph, Sh, zh, d, kf);
-            free(ph);
-        }
+        for (int h = 0; h < H; h++)
+            fast_phi(ph + ((size_t)bb * H + h) * kf, x + ((size_t)bb * H + h) * d, scale, HEAD_W(W, h, kf, d),
+                     HEAD_B(b, h, kf), d, kf);
+}
+
+void s2s_k_t2r_phi_act(float *ph, const float *b, float scale, int B, int H, int kf) {
+    size_t Hk = (size_t)H * kf;
+    for (size_t r = 0; r < (size_t)B; r++) {
+        float *p = ph + r * Hk;
+        S2S_OMP(simd)
+        for (size_t i = 0; i < Hk; i++) p[i] = phi_act(p[i], b[i], scale);
+    }
+}
+
+void s2s_k_t2r_step_feat(float *out, float *S, float *z, const float *pq, const float *pk,
+                         const float *v, int B, int H, int d, int kf) {
+    int n = B * H; /* (row, head) pairs: v, out [n, d], pq, pk [n, kf], S [n, kf, d] */
+    S2S_OMP(parallel for schedule(static) if ((size_t)n * kf * d > PAR_MIN))
+    for (int i = 0; i < n; i++) {
+        float *Sh = S + (size_t)i * kf * d, *zh = z + (size_t)i * kf;
+        fast_add_read(out + (size_t)i * d, Sh, zh, pq + (size_t)i * kf, pk + (size_t)i * kf, v + (size_t)i * d, d, kf);
+    }
+}
+
+void s2s_k_t2r_step(float *out, float *S, float *z, const float *q, const float *k,
+                    const float *v, const float *W, const float *b, int B, int H, int d,
+                    int kf) {
+    size_t n = (size_t)B * H * kf;
+    float *pq = s2s_xmalloc(2 * (n ? n : 1) * sizeof(float)), *pk = pq + n;
+    s2s_k_t2r_phi(pq, q, W, b, S2S_T2R_QSCALE(d), B, H, d, kf);
+    s2s_k_t2r_phi(pk, k, W, b, 1.0f, B, H, d, kf);
+    s2s_k_t2r_step_feat(out, S, z, pq, pk, v, B, H, d, kf);
+    free(pq);
 }
 
 void s2s_k_t2r_cross_state(float *S, float *z, const float *k, const float *v,
@@ -526,22 +627,26 @@ void s2s_k_t2r_cross_state(float *S, float *z, const float *k, const float *v,
         }
 }
 
-void s2s_k_t2r_cross_query(float *out, const float *S, const float *z, const float *q,
-                           const float *W, const float *b, int B, int H, int Tq, int d,
-                           int kf) {
-    size_t HD = (size_t)H * d;
-    float sc = (float)(1.0 / sqrt((double)d));
+void s2s_k_t2r_cross_query_feat(float *out, const float *S, const float *z, const float *pq,
+                                int B, int H, int Tq, int d, int kf) {
     size_t work = (size_t)B * H * Tq * kf * d;
     S2S_OMP(parallel for collapse(2) schedule(static) if (work > PAR_MIN))
     for (int bb = 0; bb < B; bb++)
         for (int h = 0; h < H; h++) {
             const float *Sh = S + ((size_t)bb * H + h) * kf * d, *zh = z + ((size_t)bb * H + h) * kf;
-            float *ph = s2s_xmalloc((size_t)kf * sizeof(float));
             for (int t = 0; t < Tq; t++) {
-                size_t o = ((size_t)bb * Tq + t) * HD + (size_t)h * d;
-                fast_phi(ph, q + o, sc, HEAD_W(W, h, kf, d), HEAD_B(b, h, kf), d, kf);
-                fast_read(out + o, ph, Sh, zh, d, kf);
+                size_t i = ((size_t)bb * Tq + t) * H + h; /* (query, head) */
+                fast_add_read(out + i * d, (float *)Sh, (float *)zh, pq + i * kf, NULL, NULL, d, kf); /* read only */
             }
-            free(ph);
         }
+}
+
+void s2s_k_t2r_cross_query(float *out, const float *S, const float *z, const float *q,
+                           const float *W, const float *b, int B, int H, int Tq, int d,
+                           int kf) {
+    size_t n = (size_t)B * Tq * H * kf;
+    float *pq = s2s_xmalloc((n ? n : 1) * sizeof(float));
+    s2s_k_t2r_phi(pq, q, W, b, S2S_T2R_QSCALE(d), B * Tq, H, d, kf);
+    s2s_k_t2r_cross_query_feat(out, S, z, pq, B, H, Tq, d, kf);
+    free(pq);
 }

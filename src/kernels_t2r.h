@@ -40,6 +40,8 @@
 
 /* the floor of the normalizer: out = num / max(den, S2S_T2R_EPS) */
 #define S2S_T2R_EPS 1e-6f
+/* the query scale s = d^-0.5 of the fast kernels (needs math.h) */
+#define S2S_T2R_QSCALE(d) ((float)(1.0 / sqrt((double)(d))))
 
 #define S2S_T2R_KERNEL_DECLS(P)                                                              \
     /* Parallel form. out [B,Tq,H*d]; saved: pq [B,H,Tq,kf], pk [B,H,Tk,kf], den [B,H,Tq]  \
@@ -72,7 +74,21 @@
      * S [B,H,kf,d], z [B,H,kf] from t2r_cross_state; q [B,Tq,H*d]. */                     \
     void P##t2r_cross_query(float *out, const float *S, const float *z, const float *q,    \
                             const float *W, const float *b, int B, int H, int Tq, int d,   \
-                            int kf);
+                            int kf);                                                        \
+    /* Decoding in two halves (the features of many rows at once, e.g. by a GEMM, then     \
+     * the state): ph [B,H,kf] = phi(scale x) of x [B,H*d] (scale: d^-0.5 for queries, 1   \
+     * for keys); t2r_phi_act (relu map only): ph = relu(b + scale ph) in place, from     \
+     * ph = W_h x_h (the same map, the dot products computed elsewhere). */                 \
+    void P##t2r_phi(float *ph, const float *x, const float *W, const float *b, float scale, \
+                    int B, int H, int d, int kf);                                           \
+    void P##t2r_phi_act(float *ph, const float *b, float scale, int B, int H, int kf);     \
+    /* t2r_step from the features: pq = phi(s q), pk = phi(k) [B,H,kf]; out, S, z, v as   \
+     * t2r_step. */                                                                         \
+    void P##t2r_step_feat(float *out, float *S, float *z, const float *pq, const float *pk, \
+                          const float *v, int B, int H, int d, int kf);                     \
+    /* t2r_cross_query from the features pq = phi(s q) [B,Tq,H,kf]. */                     \
+    void P##t2r_cross_query_feat(float *out, const float *S, const float *z, const float *pq, \
+                                 int B, int H, int Tq, int d, int kf);
 
 S2S_T2R_KERNEL_DECLS(s2s_kref_)
 S2S_T2R_KERNEL_DECLS(s2s_k_)

@@ -321,8 +321,9 @@ Test(t2r, elu_fast_matches_reference) {
  * (c) the recurrent form == the parallel form
  * ---------------------------------------------------------------------------------- */
 
-static void step_vs_parallel(int fast_step, int elu) {
-    int B = 3, H = 2, T = 9, d = 8, kf = elu ? d : 6;
+/* d = 64: the fast kernels' one-pass update and read (fast_add_read) */
+static void step_vs_parallel(int fast_step, int elu, int d) {
+    int B = 3, H = 2, T = 9, kf = elu ? d : 6;
     t2r_case c;
     case_new(&c, B, H, T, T, d, kf, 1, NULL, 0.0);
     if (elu) case_elu(&c);
@@ -353,18 +354,20 @@ static void step_vs_parallel(int fast_step, int elu) {
 }
 
 Test(t2r, recurrent_steps_equal_causal_parallel_form) {
-    step_vs_parallel(0, 0);
-    step_vs_parallel(1, 0);
+    step_vs_parallel(0, 0, 8);
+    step_vs_parallel(1, 0, 8);
+    step_vs_parallel(1, 0, 64);
 }
 
 Test(t2r, elu_recurrent_steps_equal_causal_parallel_form) {
-    step_vs_parallel(0, 1);
-    step_vs_parallel(1, 1);
+    step_vs_parallel(0, 1, 8);
+    step_vs_parallel(1, 1, 8);
+    step_vs_parallel(1, 1, 64);
 }
 
-static void cross_vs_parallel(int elu) {
+static void cross_vs_parallel(int elu, int d) {
     static const int32_t len[3] = {7, 3, 0};
-    int B = 3, H = 2, Tq = 5, Tk = 7, d = 8, kf = elu ? d : 6;
+    int B = 3, H = 2, Tq = 5, Tk = 7, kf = elu ? d : 6;
     t2r_case c;
     case_new(&c, B, H, Tq, Tk, d, kf, 0, len, 0.0);
     if (elu) case_elu(&c);
@@ -388,8 +391,45 @@ static void cross_vs_parallel(int elu) {
     case_free(&c);
 }
 
-Test(t2r, cross_state_equals_parallel_form) { cross_vs_parallel(0); }
-Test(t2r, elu_cross_state_equals_parallel_form) { cross_vs_parallel(1); }
+Test(t2r, cross_state_equals_parallel_form) { cross_vs_parallel(0, 8); cross_vs_parallel(0, 64); }
+Test(t2r, elu_cross_state_equals_parallel_form) { cross_vs_parallel(1, 8); cross_vs_parallel(1, 64); }
+
+/* The decoding kernels from features (t2r_phi, t2r_phi_act, t2r_step_feat,
+ * t2r_cross_query_feat): fast against reference, d = 8 and 64 (the one-pass path);
+ * phi_act of the dot products W_h x_h == phi. */
+static void feat_vs_ref(int d) {
+    int B = 3, H = 2, kf = 32;
+    t2r_case c;
+    case_new(&c, B, H, 1, 1, d, kf, 1, NULL, 0.0);
+    size_t n = (size_t)B * H * kf, nS = n * d, HD = (size_t)H * d;
+    float *pq[2], *pk[2], *S[2], *z[2], *o[2];
+    for (int f = 0; f < 2; f++) {
+        pq[f] = s2s_xmalloc(n * sizeof(float)); pk[f] = s2s_xmalloc(n * sizeof(float));
+        S[f] = randn(nS, 1.0f, 0.0f); z[f] = randn(n, 1.0f, 3.0f); o[f] = s2s_xmalloc(B * HD * sizeof(float));
+        if (f) { memcpy(S[1], S[0], nS * sizeof(float)); memcpy(z[1], z[0], n * sizeof(float)); }
+        (f ? s2s_k_t2r_phi : s2s_kref_t2r_phi)(pq[f], c.q, c.W, c.b, 0.5f, B, H, d, kf);
+        (f ? s2s_k_t2r_phi : s2s_kref_t2r_phi)(pk[f], c.k, c.W, c.b, 1.0f, B, H, d, kf);
+    }
+    check_close("phi", pq[1], pq[0], n, 1e-6, 1e-5);
+    float *pre = s2s_xcalloc(n, sizeof(float)); /* W_h q_h, then phi_act */
+    for (size_t i = 0; i < n; i++)
+        for (int e = 0; e < d; e++) pre[i] += c.W[(i % ((size_t)H * kf)) * d + e] * c.q[(i / kf) * d + e];
+    s2s_k_t2r_phi_act(pre, c.b, 0.5f, B, H, kf);
+    check_close("phi_act", pre, pq[0], n, 1e-5, 1e-5);
+    for (int f = 0; f < 2; f++)
+        (f ? s2s_k_t2r_step_feat : s2s_kref_t2r_step_feat)(o[f], S[f], z[f], pq[0], pk[0], c.v, B, H, d, kf);
+    check_close("step_feat out", o[1], o[0], B * HD, 1e-6, 1e-5);
+    check_close("step_feat S", S[1], S[0], nS, 1e-6, 1e-6);
+    check_close("step_feat z", z[1], z[0], n, 1e-6, 1e-6);
+    for (int f = 0; f < 2; f++)
+        (f ? s2s_k_t2r_cross_query_feat : s2s_kref_t2r_cross_query_feat)(o[f], S[0], z[0], pq[0], B, H, 1, d, kf);
+    check_close("cross_query_feat", o[1], o[0], B * HD, 1e-6, 1e-5);
+    for (int f = 0; f < 2; f++) { free(pq[f]); free(pk[f]); free(S[f]); free(z[f]); free(o[f]); }
+    free(pre);
+    case_free(&c);
+}
+
+Test(t2r, feature_kernels_fast_match_reference) { feat_vs_ref(8); feat_vs_ref(64); }
 
 /* ------------------------------------------------------------------------------------
  * (d) by hand
