@@ -18,7 +18,7 @@ printf 'hello\nworld\ntransformer\ndecoding\n' | "$BIN" translate -q
 echo
 n=$(wc -l < data/g2p/test.src)
 printf '== CMUdict test set (%s words), greedy, batch %s, %s thread(s), %s ==\n' "$n" "$BATCH" "$THREADS" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
-printf '%-34s %8s %10s %7s %7s %10s %8s\n' model "size MB" params "WER %" "PER %" "words/s" speed-up
+printf '%-46s %8s %10s %7s %7s %10s %8s\n' model "size MB" params "WER %" "PER %" "words/s" speed-up
 base=""
 seen=""
 for m in models/g2p-teacher.safetensors models/g2p-*.safetensors; do
@@ -38,6 +38,6 @@ for m in models/g2p-teacher.safetensors models/g2p-*.safetensors; do
   size=$(awk -v b="$(stat -c %s "$m")" 'BEGIN{printf "%.1f", b/1e6}')
   [ -n "$base" ] || base=$rate
   up=$(awk -v a="$rate" -v b="$base" 'BEGIN{printf "%.2fx", a/b}')
-  printf '%-34s %8s %10s %7s %7s %10s %8s\n' "$(basename "$m")${flags:+ (tau 0.8)}" "$size" "$params" "$wer" "$per" "$rate" "$up"
+  printf '%-46s %8s %10s %7s %7s %10s %8s\n' "$(basename "$m")${flags:+ (tau 0.8)}" "$size" "$params" "$wer" "$per" "$rate" "$up"
   rm -f "$hyp" "$log"
 done
