@@ -32,7 +32,9 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from update_results import write_atomic  # noqa: E402  (temp file + rename, one copy for bench/)
 
 TASKS = {
     "g2p": dict(src="data/g2p/test.src", ref="data/g2p/test.tgt", eval="scripts/eval-g2p.sh",
@@ -54,20 +56,6 @@ def die(msg):
 
 def warn(msg):
     print("report.py: " + msg, file=sys.stderr)
-
-
-def write_atomic(path, text):
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def sh(cmd):
