@@ -15,7 +15,10 @@
  * decode-state bytes per sentence after L steps (decoder.h state_bytes at beam 1: a
  * Transformer's self K/V cache plus its cross K/V, which grow with L and the source;
  * T2R's and the RNNs' fixed-size states) and the peak bytes start() reserves per
- * sentence (start_bytes / B). The fastest of --reps runs is kept.
+ * sentence (start_bytes / B). Every model is loaded first and the --reps runs of each
+ * (batch, length) cell interleave the models (rep r runs them all, the order rotated by
+ * r), so a noisy spell of the host falls on every model alike; the fastest run is kept
+ * (ms_per_step, ms_per_step_last16), with the median of the last-16 figure beside it.
  *
  * Lengths beyond the model's max_len - 1 (the G2P models have max_len 64): the
  * sinusoidal position table is extended before decoding (extend_positions below, the
@@ -97,6 +100,11 @@ static void run(const s2s_model *m, const s2s_decoder_ops *ops, const float *enc
     free(tok);
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 int main(int argc, char **argv) {
     const char *models[16];
     int nm = 0, lens[16] = {16, 64, 256, 1024}, nl = 4, bs[8] = {1, 32}, nb = 2, threads = 1, reps = 3;
@@ -114,53 +122,84 @@ int main(int argc, char **argv) {
     if (nm == 0) { fprintf(stderr, "usage: step_cost -m MODEL [-m MODEL...] [--lengths 16,64,256,1024] [--batch 1,32] [--threads 1] [--reps 3]\n"); return 2; }
     s2s_set_threads(threads > 0 ? threads : 1);
     static const char *sentence = "and god said , let there be light : and there was light .";
+    /* every model loaded and encoded up front; then for each batch and length the reps run
+     * interleaved (rep r: every model once, the order rotated by r), so a noisy spell of the
+     * host hits every model alike instead of all the reps of one */
+    typedef struct {
+        s2s_model *m;
+        const s2s_decoder_ops *ops;
+        int trained_len, Ts;
+        int32_t ids[256];
+    } entry;
+    entry *E = calloc((size_t)nm, sizeof *E);
+    int maxL = 0;
+    for (int li = 0; li < nl; li++) if (lens[li] > maxL) maxL = lens[li];
     for (int mi = 0; mi < nm; mi++) {
         char err[512];
-        s2s_model *m = s2s_model_load(models[mi], 0, err, sizeof err);
-        if (!m) { fprintf(stderr, "step_cost: %s\n", err); return 1; }
-        const s2s_decoder_ops *ops = s2s_decoder_ops_for(m);
-        if (!ops) { fprintf(stderr, "step_cost: %s: no step decoder for this model\n", models[mi]); return 1; }
-        int trained_len = m->cfg.max_len, maxL = 0;
-        for (int li = 0; li < nl; li++) if (lens[li] > maxL) maxL = lens[li];
-        extend_positions(m, maxL + 1); /* timing beyond the trained positions (see above) */
-        int32_t ids[256];
-        int k = s2s_tok_encode(m->src_tok, sentence, ids, 200);
+        entry *e = &E[mi];
+        e->m = s2s_model_load(models[mi], 0, err, sizeof err);
+        if (!e->m) { fprintf(stderr, "step_cost: %s\n", err); return 1; }
+        e->ops = s2s_decoder_ops_for(e->m);
+        if (!e->ops) { fprintf(stderr, "step_cost: %s: no step decoder for this model\n", models[mi]); return 1; }
+        e->trained_len = e->m->cfg.max_len;
+        extend_positions(e->m, maxL + 1); /* timing beyond the trained positions (see above) */
+        int k = s2s_tok_encode(e->m->src_tok, sentence, e->ids, 200);
         if (k < 0) k = 0;
-        if (k > trained_len - 1) k = trained_len - 1;
-        ids[k] = S2S_EOS;
-        int Ts = k + 1;
-        for (int bi = 0; bi < nb; bi++) {
-            int B = bs[bi];
-            int32_t *src = malloc((size_t)B * Ts * sizeof(int32_t)), *slen = malloc((size_t)B * sizeof(int32_t));
-            for (int b = 0; b < B; b++) { memcpy(src + (size_t)b * Ts, ids, (size_t)Ts * sizeof(int32_t)); slen[b] = Ts; }
-            s2s_graph *g = s2s_graph_new();
-            s2s_graph_set_grad(g, 0);
-            s2s_tensor *enc = s2s_model_encode(g, m, src, slen, B, Ts, 0.0f);
-            for (int li = 0; li < nl; li++) {
-                int L = lens[li];
-                double best = 1e30, best_tail = 1e30;
-                for (int r = 0; r < reps; r++) {
-                    double ps, pt;
-                    run(m, ops, enc->data, slen, B, Ts, L, &ps, &pt);
-                    if (ps < best) best = ps;
-                    if (pt < best_tail) best_tail = pt;
+        if (k > e->trained_len - 1) k = e->trained_len - 1;
+        e->ids[k] = S2S_EOS;
+        e->Ts = k + 1;
+    }
+    if (reps < 1) reps = 1;
+    double *tot = malloc((size_t)nm * reps * sizeof(double)), *tail = malloc((size_t)nm * reps * sizeof(double));
+    for (int bi = 0; bi < nb; bi++) {
+        int B = bs[bi];
+        s2s_graph **g = calloc((size_t)nm, sizeof *g);
+        const float **enc = calloc((size_t)nm, sizeof *enc);
+        int32_t **slen = calloc((size_t)nm, sizeof *slen);
+        for (int mi = 0; mi < nm; mi++) {
+            entry *e = &E[mi];
+            int32_t *src = malloc((size_t)B * e->Ts * sizeof(int32_t));
+            slen[mi] = malloc((size_t)B * sizeof(int32_t));
+            for (int b = 0; b < B; b++) {
+                memcpy(src + (size_t)b * e->Ts, e->ids, (size_t)e->Ts * sizeof(int32_t));
+                slen[mi][b] = e->Ts;
+            }
+            g[mi] = s2s_graph_new();
+            s2s_graph_set_grad(g[mi], 0);
+            enc[mi] = s2s_model_encode(g[mi], e->m, src, slen[mi], B, e->Ts, 0.0f)->data;
+            free(src);
+        }
+        for (int li = 0; li < nl; li++) {
+            int L = lens[li];
+            for (int r = 0; r < reps; r++)
+                for (int j = 0; j < nm; j++) {
+                    int mi = (j + r) % nm;
+                    entry *e = &E[mi];
+                    run(e->m, e->ops, enc[mi], slen[mi], B, e->Ts, L, &tot[mi * reps + r], &tail[mi * reps + r]);
                 }
+            for (int mi = 0; mi < nm; mi++) {
+                entry *e = &E[mi];
+                double *T = tot + (size_t)mi * reps, *TT = tail + (size_t)mi * reps;
+                qsort(T, (size_t)reps, sizeof *T, cmp_double);
+                qsort(TT, (size_t)reps, sizeof *TT, cmp_double);
                 char t2r[64] = "";
-                if (s2s_config_is_t2r(&m->cfg))
-                    snprintf(t2r, sizeof t2r, ", \"t2r_k\": %d, \"t2r_map\": \"%s\"", m->cfg.t2r_k,
-                             m->cfg.t2r_map == S2S_T2R_MAP_ELU ? "elu" : "relu");
+                if (s2s_config_is_t2r(&e->m->cfg))
+                    snprintf(t2r, sizeof t2r, ", \"t2r_k\": %d, \"t2r_map\": \"%s\"", e->m->cfg.t2r_k,
+                             e->m->cfg.t2r_map == S2S_T2R_MAP_ELU ? "elu" : "relu");
                 printf("{\"model\": \"%s\", \"decoder\": \"%s\"%s, \"batch\": %d, \"threads\": %d, \"length\": %d, "
-                       "\"beyond_trained_positions\": %s, \"ms_per_step\": %.4f, \"ms_per_step_last16\": %.4f, "
+                       "\"reps\": %d, \"beyond_trained_positions\": %s, \"ms_per_step\": %.4f, \"ms_per_step_last16\": %.4f, "
+                       "\"ms_per_step_last16_median\": %.4f, "
                        "\"state_bytes_per_sentence\": %zu, \"start_bytes_per_sentence\": %zu}\n",
-                       models[mi], ops->kind, t2r, B, threads, L, L > trained_len ? "true" : "false", 1e3 * best,
-                       1e3 * best_tail, ops->state_bytes(m, Ts, L), ops->start_bytes(m, B, Ts, 1, L + 1) / (size_t)B);
+                       models[mi], e->ops->kind, t2r, B, threads, L, reps, L > e->trained_len ? "true" : "false",
+                       1e3 * T[0], 1e3 * TT[0], 1e3 * TT[reps / 2], e->ops->state_bytes(e->m, e->Ts, L),
+                       e->ops->start_bytes(e->m, B, e->Ts, 1, L + 1) / (size_t)B);
                 fflush(stdout);
             }
-            s2s_graph_free(g);
-            free(src);
-            free(slen);
         }
-        s2s_model_free(m);
+        for (int mi = 0; mi < nm; mi++) { s2s_graph_free(g[mi]); free(slen[mi]); }
+        free(g); free(enc); free(slen);
     }
+    for (int mi = 0; mi < nm; mi++) s2s_model_free(E[mi].m);
+    free(E); free(tot); free(tail);
     return 0;
 }

@@ -19,7 +19,8 @@
 #                                   (the recipe of the G2P grid)
 #   deed                            exit adapters (rank 64) + deep supervision, 2,500 steps, lr 3e-4
 #   t2r-k64, t2r-k64-lr8            swap + fine-tune, 2,500 steps (25 %), lr 4e-4 / 8e-4
-#   t2r-k64-kd                      the lr 8e-4 run on the teacher's beam-5 outputs (sequence-level KD)
+#   t2r-k{16,32,48,64}-kd           the lr 8e-4 run on the teacher's beam-5 outputs (sequence-level KD),
+#                                   feature size k (only t2r-k64-kd in the default list)
 #   {ssru,gru,lstm}{1,2}-{kd,orig}  hybrid students: the teacher's encoder and embeddings, a new
 #                                   recurrent decoder, 4,000 steps, lr 1e-3, on the teacher's beam-5
 #                                   outputs (kd) or the original targets (orig)
@@ -91,7 +92,8 @@ start)
                       --max-steps 2500 ;;
             t2r-k64-lr8) GPU=$g $D start $j "$secs" "${BASE[@]}" --dec-attn t2r --t2r-k 64 --lr 8e-4 --warmup 300 \
                       --max-steps 2500 ;;
-            t2r-k64-kd) GPU=$g $D start $j "$secs" "${BASE[@]}" --dec-attn t2r --t2r-k 64 --lr 8e-4 --warmup 300 \
+            t2r-k*-kd) k=${j#t2r-k}; k=${k%-kd}
+                      GPU=$g $D start $j "$secs" "${BASE[@]}" --dec-attn t2r --t2r-k $k --lr 8e-4 --warmup 300 \
                       --max-steps 2500 --train-tgt data/bible/train.kd.tgt ;;
             *-kd|*-orig) k=${j%%[12]-*}; n=${j#$k}; n=${n%%-*}
                       tg=data/bible/train.tgt; [ "${j##*-}" = kd ] && tg=data/bible/train.kd.tgt

@@ -15,7 +15,8 @@
 #include "test_util.h"
 
 Test(kernels_f16, fast_matches_reference_and_fp32) {
-    static const int sizes[][3] = {{1, 256, 1024}, {1, 17, 5}, {3, 64, 59}, {5, 256, 30}, {16, 40, 7}, {2, 1, 3}};
+    static const int sizes[][3] = {{1, 256, 1024}, {1, 17, 5}, {3, 64, 59}, {5, 256, 30}, {16, 40, 7}, {2, 1, 3},
+                                   {6, 256, 36}, {7, 48, 13}, {11, 33, 8}};
     uint64_t rng = 5;
     for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++) {
         int N = sizes[c][0], K = sizes[c][1], M = sizes[c][2];
@@ -40,6 +41,25 @@ Test(kernels_f16, fast_matches_reference_and_fp32) {
         s2s_kref_linear_f16_fwd(yr, x, w16, NULL, N, K, M);
         cr_assert(tu_rel_err(y, yr, (size_t)N * M, 1e-5, 1e-4) <= 1.0);
         free(x); free(b); free(w32); free(w16); free(y); free(yr); free(y32);
+    }
+}
+
+/* A row's result does not depend on how many rows share the call (4-row passes, the
+ * 1-3 rows left in one pass, or alone): batching a sentence never changes its bits. */
+Test(kernels_f16, row_bits_independent_of_row_count) {
+    enum { K = 80, M = 14, NMAX = 7 };
+    uint64_t rng = 11;
+    float x[NMAX * K], b[M], y1[M], yn[NMAX * M];
+    uint16_t w16[M * K];
+    for (int i = 0; i < NMAX * K; i++) x[i] = s2s_rng_normal(&rng);
+    for (int i = 0; i < M; i++) b[i] = s2s_rng_normal(&rng);
+    for (int i = 0; i < M * K; i++) w16[i] = s2s_f32_to_f16(0.1f * s2s_rng_normal(&rng));
+    for (int N = 1; N <= NMAX; N++) {
+        s2s_k_linear_f16_fwd(yn, x, w16, b, N, K, M);
+        for (int r = 0; r < N; r++) {
+            s2s_k_linear_f16_fwd(y1, x + r * K, w16, b, 1, K, M);
+            cr_assert(memcmp(y1, yn + r * M, sizeof y1) == 0, "row %d of %d differs from the row alone", r, N);
+        }
     }
 }
 
