@@ -68,6 +68,7 @@
 #include "optim.h"
 #include "s2s.h"
 #include "search.h"
+#include "shortlist.h"
 #include "decoder_deed.h"
 #include "tokenizer.h"
 
@@ -214,6 +215,11 @@ static void hyps_free(hyps *h, int n) {
     h->out = NULL; h->len = NULL;
 }
 
+/* --shortlist: the lexical shortlist every batch's search uses (NULL: the whole
+ * vocabulary), and the candidates per batch summed since the caller last zeroed them. */
+static const s2s_shortlist *g_shortlist;
+static double g_sel_sum, g_sel_batches;
+
 /* Seconds decode_all spent in the encoder (device synced after each batch's encoder),
  * summed since the caller last zeroed it; the rest of a run is the decoder (search). */
 static double g_encode_s;
@@ -245,7 +251,12 @@ static hyps decode_all(const s2s_model *m, s2s_graph *g, const idlist *srcs, int
         /* on a CUDA graph the encoder output is in device memory, and s2s_search
          * decodes on the GPU (the model is on the GPU) */
         const float *ep = s2s_graph_is_cuda(g) ? enc->dev_data : enc->data;
-        s2s_search(m, ep, slen, B, Ts, so, h.out + s, h.len + s, NULL);
+        s2s_search_opts o = *so;
+        s2s_vocab_sel *vs = s2s_vocab_sel_new(g_shortlist, m, src, slen, B, Ts); /* in the decoder's time */
+        o.vocab = vs;
+        if (vs) { g_sel_sum += vs->n; g_sel_batches++; }
+        s2s_search(m, ep, slen, B, Ts, &o, h.out + s, h.len + s, NULL);
+        s2s_vocab_sel_free(vs);
     }
     s2s_graph_reset(g);
     free(src); free(slen);
@@ -535,6 +546,7 @@ static void usage(void) {
             "         [--weight-decay W] [--clip C] [--device cpu|cuda] [--tf32]\n"
             "         [--exit-threshold TAU [--exit-metric maxprob|margin] [--exit-states jit|copy]]\n"
             "         (DEED early exit of a multi-exit model, CPU: JSON lines get avg_exit_layer)\n"
+            "         [--shortlist FILE]  (lexical shortlist, CPU: JSON lines get shortlist_avg)\n"
             "       bench_s2s -m MODEL --dump-ids TEXT [--side src|tgt] [--limit N]\n"
             "       bench_s2s --make-model OUT [--vocab 8000] [--corpus-src F] [--corpus-tgt F]\n"
             "       bench_s2s --info [-m MODEL] [--device cuda]\n"
@@ -545,7 +557,7 @@ static void usage(void) {
 int main(int argc, char **argv) {
     const char *model = NULL, *input = NULL, *outputs = NULL, *beam_outputs = NULL;
     const char *train_src = NULL, *train_tgt = NULL, *batch_list = "1,32";
-    const char *dump = NULL, *side = "src", *make = NULL, *csrc = NULL, *ctgt = NULL;
+    const char *dump = NULL, *side = "src", *make = NULL, *csrc = NULL, *ctgt = NULL, *shortlist = NULL;
     int threads = 1, beam = 4, max_len = 0, limit = 0, no_greedy = 0, vocab = 8000;
     int tpb = 4096, train_steps = 10, train_warmup = 2, info = 0, cuda = 0, tf32 = 0;
     float lp = 1.0f, dropout = 0.1f, ls = 0.1f, lr = 5e-4f, warmup = 4000, wd = 0.01f, clip = 1.0f;
@@ -564,6 +576,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--limit")) limit = atoi(ARG());
         else if (!strcmp(a, "--no-greedy")) no_greedy = 1;
         else if (!strcmp(a, "--exit-threshold")) exit_tau = (float)atof(ARG());
+        else if (!strcmp(a, "--shortlist")) shortlist = ARG();
         else if (!strcmp(a, "--exit-metric")) {
             const char *v = ARG();
             if (!strcmp(v, "maxprob")) exit_metric = S2S_EXIT_MAXPROB;
@@ -629,6 +642,10 @@ int main(int argc, char **argv) {
         double mem0 = cuda ? gpu_used_mb() : NAN, mem = 0; /* the first call creates the context */
         if (exit_tau >= 0 && (!m->cfg.multi_exit || cuda))
             die("--exit-threshold needs a multi-exit model on the CPU (%s)", model);
+        s2s_shortlist *sl = NULL;
+        if (shortlist && cuda) die("%s", "--shortlist runs on the CPU only");
+        if (shortlist && !(sl = s2s_shortlist_load(shortlist, m, err, sizeof err))) die("%s", err);
+        g_shortlist = sl;
         if (cuda && s2s_model_to_cuda(m, err, sizeof err) != 0) die("%s", err);
         idlist srcs = read_ids(input);
         if (limit > 0 && limit < srcs.n) {
@@ -682,6 +699,7 @@ int main(int argc, char **argv) {
                 if (cuda) mem_peak(&mem, mem0);
                 memset(&xstats, 0, sizeof xstats);
                 g_encode_s = 0;
+                g_sel_sum = g_sel_batches = 0;
                 double t0 = now_s();
                 hyps h = decode_all(m, g, &srcs, srcs.n, bs, &so);
                 dev_sync(cuda); /* decoding returns host ids: nothing is left queued */
@@ -698,6 +716,7 @@ int main(int argc, char **argv) {
                     printf(", \"exit_threshold\": %g, \"exit_metric\": \"%s\", \"exit_states\": \"%s\", \"avg_exit_layer\": %.4f",
                            exit_tau, exit_metric ? "margin" : "maxprob", exit_states ? "copy" : "jit",
                            so.exit ? s2s_exit_stats_avg(&xstats) : (double)m->cfg.dec_layers);
+                if (sl) printf(", \"shortlist_avg\": %.1f", g_sel_batches > 0 ? g_sel_sum / g_sel_batches : 0.0);
                 printf("}\n");
                 fflush(stdout);
                 const char *o = run == 0 ? outputs : beam_outputs;
@@ -707,6 +726,8 @@ int main(int argc, char **argv) {
         }
         s2s_graph_free(g);
         idlist_free(&srcs);
+        s2s_shortlist_free(sl);
+        g_shortlist = NULL;
         s2s_free(m);
     }
 

@@ -28,6 +28,10 @@ extern "C" {
 #endif
 
 typedef struct s2s_model s2s_model;
+/* A lexical vocabulary shortlist for a model (`s2s shortlist` builds one): each decoding
+ * step scores only the target tokens likely for the batch's source (faster on the CPU;
+ * the output may differ where the best token is outside the list). */
+typedef struct s2s_shortlist s2s_shortlist;
 
 typedef struct {
     int beam;             /* beam size; 1 = greedy */
@@ -46,6 +50,8 @@ typedef struct {
     double *exit_stats;   /* optional [4]: += sum of exit layers (1-based), += decoding row steps,
                              += (position, layer) states the decoder layers computed, += of which
                              just in time (jit) or K/V filled from an exited state (copy) */
+    const s2s_shortlist *shortlist; /* NULL (default): score every target token; else the
+                                       shortlist of this model (s2s_shortlist_load; CPU only) */
 } s2s_translate_opts;
 
 /* Flags reported per input line by s2s_translate (may be NULL). */
@@ -66,6 +72,10 @@ int s2s_translate(const s2s_model *m, const char *const *lines, int n,
  * usable GPU); m is then unchanged and still translates on the CPU. Not thread-safe:
  * call it before sharing m. */
 int s2s_use_cuda(s2s_model *m, char *err, size_t errlen);
+/* Load a shortlist file for model m (NULL + a one-line err if it is unreadable, corrupt,
+ * or made for other vocabularies); free it after the last s2s_translate that uses it. */
+s2s_shortlist *s2s_shortlist_load(const char *path, const s2s_model *m, char *err, size_t errlen);
+void s2s_shortlist_free(s2s_shortlist *sl);
 /* Set the number of threads used by the compute kernels (OpenMP + OpenBLAS). */
 void s2s_threads(int n);
 

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 struct s2s_model;
+struct s2s_vocab_sel;
 
 typedef struct s2s_decoder_ops {
     const char *kind;
@@ -47,6 +48,10 @@ typedef struct s2s_decoder_ops {
     /* Bytes that start() allocates for these arguments (the decoder's whole
      * footprint: it allocates nothing later), used to bound memory up front. */
     size_t (*start_bytes)(const struct s2s_model *m, int B, int Ts, int R, int max_steps);
+    /* Optional (NULL: the kind always scores the whole vocabulary): from the next step on,
+     * logits are [N, vs->n], the scores of target ids vs->ids only (shortlist.h), or [N, V]
+     * again for vs = NULL. vs must outlive the state or the next set_vocab. */
+    void (*set_vocab)(void *st, const struct s2s_vocab_sel *vs);
 } s2s_decoder_ops;
 
 /* The ops for the model's decoder kind (cfg.decoder), or NULL if unknown (decoder.c). */

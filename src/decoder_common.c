@@ -8,6 +8,7 @@
 #include "common.h"
 #include "kernels.h"
 #include "kernels_t2r.h"
+#include "shortlist.h"
 
 /* The packed weights when the packed kernel takes these N rows, else NULL. */
 static const float *packed_for(const s2s_lin_p *p, int N) {
@@ -107,12 +108,20 @@ void s2s_dec_ffn(float *x, float *h, float *f, float *mean, float *rstd, const s
     s2s_dec_linear_add(x, h, f, &L->fc2, N, F, D);
 }
 
+s2s_lin_p s2s_dec_out_proj(const s2s_model *m, const s2s_vocab_sel *vs, int *M) {
+    /* the selection's rows are frozen like model weights: the cast lets s2s_weight_packed
+     * keep its packed copy, as for the (const) model's own tensors */
+    s2s_lin_p out = {vs ? (s2s_tensor *)&vs->w : m->tgt_emb, NULL};
+    *M = vs ? vs->n : m->cfg.tgt_vocab;
+    return out;
+}
+
 void s2s_dec_logits(float *logits, float *h, float *mean, float *rstd, const float *x,
-                    const s2s_model *m, int N) {
-    int D = m->cfg.d_model;
+                    const s2s_model *m, const s2s_vocab_sel *vs, int N) {
+    int D = m->cfg.d_model, M;
     s2s_k_layernorm_fwd(h, mean, rstd, x, m->dec_ln.w->data, m->dec_ln.b->data, N, D);
-    s2s_lin_p out = {m->tgt_emb, NULL};
-    s2s_dec_linear(logits, h, &out, N, D, m->cfg.tgt_vocab);
+    s2s_lin_p out = s2s_dec_out_proj(m, vs, &M);
+    s2s_dec_linear(logits, h, &out, N, D, M);
 }
 
 void s2s_dec_t2r_cross_states(float *const *cS, float *const *cz, const s2s_model *m, const float *enc,

@@ -9,6 +9,8 @@
 
 #include "model.h"
 
+struct s2s_vocab_sel;
+
 /* y[N, M] = x[N, K] W^T + b: the fp16 kernel for small batches when the model
  * keeps fp16 weights, else (inference models, 2+ rows) the fp32 weights packed once
  * (kernels_gemm.c), else s2s_k_linear_fwd on the fp32 copy. */
@@ -41,9 +43,12 @@ void s2s_dec_attend_at(float *a, float *p, const float *q, const float *K, const
  * x += fc2(act(fc1(LN3(x)))); h [N, D], f [N, F], mean/rstd [N] are scratch. */
 void s2s_dec_ffn(float *x, float *h, float *f, float *mean, float *rstd, const s2s_model *m,
                  const s2s_dec_layer *L, int N);
-/* logits [N, V] = LN_dec(x) @ tgt_emb^T (tied output projection); h, mean, rstd scratch. */
+/* logits [N, V] = LN_dec(x) @ tgt_emb^T (tied output projection), or [N, vs->n] over the
+ * shortlisted rows of vs (shortlist.h) when vs != NULL; h, mean, rstd scratch. */
 void s2s_dec_logits(float *logits, float *h, float *mean, float *rstd, const float *x,
-                    const s2s_model *m, int N);
+                    const s2s_model *m, const struct s2s_vocab_sel *vs, int N);
+/* The output projection as a linear layer: the tied embeddings, or the rows of vs; *M its rows. */
+s2s_lin_p s2s_dec_out_proj(const s2s_model *m, const struct s2s_vocab_sel *vs, int *M);
 
 /* T2R attention (cfg.dec_attn t2r, kernels_t2r.h), for decoder_t2r.c and decoder_deed_t2r.c.
  * A layer's feature map as the kernels take it: W, b, or NULL (cfg.t2r_map elu: elu+1). */

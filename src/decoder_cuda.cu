@@ -1298,16 +1298,16 @@ extern const s2s_decoder_ops s2s_ssru_decoder_cuda;
 extern const s2s_decoder_ops s2s_gru_decoder_cuda;
 extern const s2s_decoder_ops s2s_lstm_decoder_cuda;
 const s2s_decoder_ops s2s_transformer_decoder_cuda = {
-    "transformer", c_start, c_step, c_select, c_free, c_state_bytes, c_start_bytes,
+    "transformer", c_start, c_step, c_select, c_free, c_state_bytes, c_start_bytes, NULL, /* no shortlist */
 };
 const s2s_decoder_ops s2s_ssru_decoder_cuda = {
-    "ssru", c_start, c_step, c_select, c_free, c_state_bytes, c_start_bytes,
+    "ssru", c_start, c_step, c_select, c_free, c_state_bytes, c_start_bytes, NULL, /* no shortlist */
 };
 const s2s_decoder_ops s2s_gru_decoder_cuda = {
-    "gru", c_start, c_step, c_select, c_free, c_state_bytes, c_start_bytes,
+    "gru", c_start, c_step, c_select, c_free, c_state_bytes, c_start_bytes, NULL, /* no shortlist */
 };
 const s2s_decoder_ops s2s_lstm_decoder_cuda = {
-    "lstm", c_start, c_step, c_select, c_free, c_state_bytes, c_start_bytes,
+    "lstm", c_start, c_step, c_select, c_free, c_state_bytes, c_start_bytes, NULL, /* no shortlist */
 };
 }
 

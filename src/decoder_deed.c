@@ -31,6 +31,7 @@
 
 #include "common.h"
 #include "decoder_common.h"
+#include "shortlist.h"
 #include "decoder_deed_t2r.h"
 #include "kernels.h"
 #include "model.h"
@@ -66,7 +67,8 @@ typedef struct {
     int32_t *run, *run2;  /* [Nmax] running rows */
     float *ex;            /* [Nmax, D] exit inputs */
     float *eh;            /* [Nmax, D] */
-    float *elog;          /* [Nmax, V] */
+    float *elog;          /* [Nmax, V] (the first vs->n of each row's V with a shortlist) */
+    const s2s_vocab_sel *vs; /* shortlist of the batch, or NULL (decoder.h set_vocab) */
 } dstate;
 
 static size_t chunk_items(int Nmax) { return (size_t)Nmax * 4 + 60; }
@@ -231,11 +233,12 @@ static double confidence(const float *lg, int V, int metric) {
 }
 
 /* Exit head of layer l on ex [n, D] -> elog [n, V]: a_l (or LN_dec for the last layer)
- * and the tied projection. */
+ * and the tied projection (over the shortlisted rows only, [n, vs->n], with a shortlist:
+ * then the exit test's confidence is the softmax over the shortlist too). */
 static void exit_logits(dstate *s, int l, int n) {
     const s2s_model *m = s->m;
-    int D = s->D, V = m->cfg.tgt_vocab;
-    s2s_lin_p out = {m->tgt_emb, NULL};
+    int D = s->D, V;
+    s2s_lin_p out = s2s_dec_out_proj(m, s->vs, &V);
     if (l == s->Ld - 1) {
         s2s_k_layernorm_fwd(s->eh, s->mean, s->rstd, s->ex, m->dec_ln.w->data, m->dec_ln.b->data, n, D);
     } else {
@@ -287,7 +290,7 @@ static void copy_up(dstate *s, const int32_t *rows, int n) {
 static void d_step(void *stp, float *logits, const int32_t *tokens, int N) {
     dstate *s = stp;
     const s2s_model *m = s->m;
-    int D = s->D, V = m->cfg.tgt_vocab, Ld = s->Ld, t = s->t;
+    int D = s->D, V = s->vs ? s->vs->n : m->cfg.tgt_vocab, Ld = s->Ld, t = s->t;
     S2S_ASSERT(N == s->N && t < s->max_steps && t < m->cfg.max_len);
     size_t cstride = (size_t)s->max_steps * D;
     float sq = sqrtf((float)D);
@@ -395,8 +398,10 @@ static size_t d_start_bytes(const s2s_model *m, int B, int Ts, int R, int max_st
     return floats * sizeof(float) + ints * sizeof(int32_t) + N * L * sizeof(long) * 2 + attn;
 }
 
+static void d_set_vocab(void *st, const s2s_vocab_sel *vs) { ((dstate *)st)->vs = vs; }
+
 const s2s_decoder_ops s2s_deed_decoder = {
-    "deed", d_start_full, d_step, d_select, d_free, d_state_bytes, d_start_bytes,
+    "deed", d_start_full, d_step, d_select, d_free, d_state_bytes, d_start_bytes, d_set_vocab,
 };
 
 double s2s_exit_stats_avg(const s2s_exit_stats *s) {

@@ -21,6 +21,7 @@
 #include "kernels.h"
 #include "kernels_rnn.h"
 #include "decoder_common.h"
+#include "shortlist.h"
 #include "model.h"
 
 typedef struct {
@@ -42,6 +43,7 @@ typedef struct {
     float *mean, *rstd;     /* [Nmax] */
     float *p;               /* [Nmax, H, Ts] attention weights */
     void *block;            /* the one allocation everything above lives in */
+    const s2s_vocab_sel *vs; /* shortlist of the batch, or NULL (decoder.h set_vocab) */
 } rstate;
 
 /* Lay out every buffer of a state in one block (base == NULL: only count). Returns
@@ -158,7 +160,7 @@ static void r_step(void *st, float *logits, const int32_t *tokens, int N) {
         if (!c->dec_ffn) continue;
         s2s_dec_ffn(s->x, s->h, s->f, s->mean, s->rstd, m, L, N);
     }
-    s2s_dec_logits(logits, s->h, s->mean, s->rstd, s->x, m, N);
+    s2s_dec_logits(logits, s->h, s->mean, s->rstd, s->x, m, s->vs, N);
     s->t++;
 }
 
@@ -197,12 +199,14 @@ static size_t r_start_bytes(const s2s_model *m, int B, int Ts, int R, int max_st
     return sizeof(rstate) + plan(m, B, Ts, B * R, &dummy, NULL);
 }
 
+static void r_set_vocab(void *st, const s2s_vocab_sel *vs) { ((rstate *)st)->vs = vs; }
+
 const s2s_decoder_ops s2s_ssru_decoder = {
-    "ssru", r_start, r_step, r_select, r_free, r_state_bytes, r_start_bytes,
+    "ssru", r_start, r_step, r_select, r_free, r_state_bytes, r_start_bytes, r_set_vocab,
 };
 const s2s_decoder_ops s2s_gru_decoder = {
-    "gru", r_start, r_step, r_select, r_free, r_state_bytes, r_start_bytes,
+    "gru", r_start, r_step, r_select, r_free, r_state_bytes, r_start_bytes, r_set_vocab,
 };
 const s2s_decoder_ops s2s_lstm_decoder = {
-    "lstm", r_start, r_step, r_select, r_free, r_state_bytes, r_start_bytes,
+    "lstm", r_start, r_step, r_select, r_free, r_state_bytes, r_start_bytes, r_set_vocab,
 };

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "decoder.h"
 #include "decoder_common.h"
+#include "shortlist.h"
 #include "kernels.h"
 #include "kernels_t2r.h"
 #include "model.h"
@@ -42,6 +43,7 @@ typedef struct {
     float *f;               /* [Nmax, F] FFN hidden */
     float *mean, *rstd;     /* [Nmax] */
     void *block;            /* the one allocation everything above lives in */
+    const s2s_vocab_sel *vs; /* shortlist of the batch, or NULL (decoder.h set_vocab) */
 } t2state;
 
 /* Lay out every buffer of a state in one block (base == NULL: only count). Returns
@@ -132,7 +134,7 @@ static void t2_step(void *st, float *logits, const int32_t *tokens, int N) {
         /* feed-forward */
         s2s_dec_ffn(s->x, s->h, s->f, s->mean, s->rstd, m, L, N);
     }
-    s2s_dec_logits(logits, s->h, s->mean, s->rstd, s->x, m, N);
+    s2s_dec_logits(logits, s->h, s->mean, s->rstd, s->x, m, s->vs, N);
     s->t++;
 }
 
@@ -172,6 +174,8 @@ static size_t t2_start_bytes(const s2s_model *m, int B, int Ts, int R, int max_s
            2 * (size_t)B * Ts * m->cfg.d_model * sizeof(float);
 }
 
+static void t2_set_vocab(void *st, const s2s_vocab_sel *vs) { ((t2state *)st)->vs = vs; }
+
 const s2s_decoder_ops s2s_t2r_decoder = {
-    "t2r", t2_start, t2_step, t2_select, t2_free, t2_state_bytes, t2_start_bytes,
+    "t2r", t2_start, t2_step, t2_select, t2_free, t2_state_bytes, t2_start_bytes, t2_set_vocab,
 };

@@ -15,6 +15,7 @@
 #include "decoder.h"
 #include "kernels.h"
 #include "decoder_common.h"
+#include "shortlist.h"
 #include "model.h"
 
 typedef struct {
@@ -33,6 +34,7 @@ typedef struct {
     float *f;           /* [Nmax, F] */
     float *mean, *rstd; /* [Nmax] */
     float *p;           /* [Nmax, H, max(Ts, max_steps)] attention weights */
+    const s2s_vocab_sel *vs; /* shortlist of the batch, or NULL (decoder.h set_vocab) */
 } tstate;
 
 static void *t_start(const s2s_model *m, const float *enc, const int32_t *src_len, int B, int Ts,
@@ -122,7 +124,7 @@ static void t_step(void *st, float *logits, const int32_t *tokens, int N) {
         /* feed-forward */
         s2s_dec_ffn(s->x, s->h, s->f, s->mean, s->rstd, m, L, N);
     }
-    s2s_dec_logits(logits, s->h, s->mean, s->rstd, s->x, m, N);
+    s2s_dec_logits(logits, s->h, s->mean, s->rstd, s->x, m, s->vs, N);
     s->t++;
 }
 
@@ -174,6 +176,8 @@ static size_t t_start_bytes(const s2s_model *m, int B, int Ts, int R, int max_st
            + 2 * (size_t)B * sizeof(int32_t);
 }
 
+static void t_set_vocab(void *st, const s2s_vocab_sel *vs) { ((tstate *)st)->vs = vs; }
+
 const s2s_decoder_ops s2s_transformer_decoder = {
-    "transformer", t_start, t_step, t_select, t_free, t_state_bytes, t_start_bytes,
+    "transformer", t_start, t_step, t_select, t_free, t_state_bytes, t_start_bytes, t_set_vocab,
 };

@@ -24,6 +24,7 @@
 #include "decoder_deed.h"
 #include "kernels.h"
 #include "model.h"
+#include "shortlist.h"
 #include "tokenizer.h"
 
 #ifdef S2S_CUDA
@@ -47,13 +48,21 @@ void s2s_search_opts_default(s2s_search_opts *o) {
     o->len_ratio = 2.0f;
     o->length_penalty = 1.0f;
     o->exit = NULL;
+    o->vocab = NULL;
 }
 
-/* ops->start, or the DEED decoder's start with the exit options */
+/* The shortlist that applies: o->vocab when the decoder kind takes one (CPU decoders). */
+static const s2s_vocab_sel *vocab_of(const s2s_decoder_ops *ops, const s2s_search_opts *o) {
+    return o->vocab && ops->set_vocab ? o->vocab : NULL;
+}
+
+/* ops->start, or the DEED decoder's start with the exit options; then the shortlist */
 static void *start_state(const s2s_model *m, const s2s_decoder_ops *ops, const s2s_search_opts *o,
                          const float *enc, const int32_t *src_len, int B, int Ts, int R, int max_steps) {
-    if (o->exit) return s2s_deed_start(m, enc, src_len, B, Ts, R, max_steps, o->exit);
-    return ops->start(m, enc, src_len, B, Ts, R, max_steps);
+    void *st = o->exit ? s2s_deed_start(m, enc, src_len, B, Ts, R, max_steps, o->exit)
+                       : ops->start(m, enc, src_len, B, Ts, R, max_steps);
+    if (st && vocab_of(ops, o)) ops->set_vocab(st, o->vocab);
+    return st;
 }
 
 static int limit_for(const s2s_model *m, const s2s_search_opts *o, int src_len) {
@@ -69,7 +78,9 @@ static int limit_for(const s2s_model *m, const s2s_search_opts *o, int src_len) 
 static void greedy(const s2s_model *m, const s2s_decoder_ops *ops, const float *enc,
                    const int32_t *src_len, int B, int Ts, const s2s_search_opts *o,
                    int32_t **out, int *out_len, float *score) {
-    int V = m->cfg.tgt_vocab, maxT = 0;
+    const s2s_vocab_sel *vs = vocab_of(ops, o);
+    const int32_t *ids = vs ? vs->ids : NULL; /* logit index -> token (shortlist) */
+    int V = vs ? vs->n : m->cfg.tgt_vocab, maxT = 0;
     int *lim = s2s_xmalloc((size_t)B * sizeof(int));
     for (int b = 0; b < B; b++) { lim[b] = limit_for(m, o, src_len[b]); if (lim[b] > maxT) maxT = lim[b]; }
     void *st = start_state(m, ops, o, enc, src_len, B, Ts, 1, maxT + 1);
@@ -102,6 +113,7 @@ static void greedy(const s2s_model *m, const s2s_decoder_ops *ops, const float *
                     for (int v = 0; v < V; v++) z += exp((double)lr[v] - mx);
                     lp[sent[r]] -= log(z);
                 }
+                if (ids) best = ids[best];
             }
             int b = sent[r];
             if (best == S2S_EOS) continue;
@@ -146,7 +158,10 @@ static int cand_desc(const void *a, const void *b) {
 static void beam_search(const s2s_model *m, const s2s_decoder_ops *ops, const float *enc,
                         const int32_t *src_len, int B, int Ts, const s2s_search_opts *o,
                         int32_t **out, int *out_len, float *score) {
-    int K = o->beam, V = m->cfg.tgt_vocab, maxT = 0;
+    const s2s_vocab_sel *vs = vocab_of(ops, o);
+    const int32_t *ids = vs ? vs->ids : NULL; /* logit index -> token (shortlist; ascending, so the
+                                               * candidates' order is that of the full vocabulary) */
+    int K = o->beam, V = vs ? vs->n : m->cfg.tgt_vocab, maxT = 0;
     int *lim = s2s_xmalloc((size_t)B * sizeof(int));
     for (int b = 0; b < B; b++) { lim[b] = limit_for(m, o, src_len[b]); if (lim[b] > maxT) maxT = lim[b]; }
     void *st = start_state(m, ops, o, enc, src_len, B, Ts, K, maxT + 1);
@@ -201,7 +216,7 @@ static void beam_search(const s2s_model *m, const s2s_decoder_ops *ops, const fl
                     continue;
                 }
                 const float *lr = logits + (size_t)r * V;
-                for (int v = 0; v < V; v++) heap_push(heap, &hs, 2 * K, (cand){bscore[r] + lr[v], r, v});
+                for (int v = 0; v < V; v++) heap_push(heap, &hs, 2 * K, (cand){bscore[r] + lr[v], r, ids ? ids[v] : v});
             }
             qsort(heap, (size_t)hs, sizeof(cand), cand_desc);
             int filled = 0, len = t + 1; /* tokens incl. the new one */

@@ -7,6 +7,7 @@
 
 struct s2s_model;
 struct s2s_exit_opts;
+struct s2s_vocab_sel;
 
 typedef struct {
     int beam;             /* 1 = greedy */
@@ -16,6 +17,10 @@ typedef struct {
     /* DEED early exit (decoder_deed.h) for a multi-exit model on the CPU, or NULL
      * (default): the model's own decoder at full depth */
     const struct s2s_exit_opts *exit;
+    /* Shortlist of this batch (shortlist.h: s2s_vocab_sel_new on the batch's source), or
+     * NULL (default): the whole vocabulary. The output is chosen among vocab->ids only;
+     * ignored by decoders without set_vocab (the GPU ones: they score every token). */
+    const struct s2s_vocab_sel *vocab;
 } s2s_search_opts;
 
 void s2s_search_opts_default(s2s_search_opts *o);

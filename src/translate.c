@@ -13,6 +13,7 @@
 #include "model.h"
 #include "s2s.h"
 #include "search.h"
+#include "shortlist.h"
 #include "tokenizer.h"
 #include "utf8.h"
 
@@ -42,6 +43,7 @@ void s2s_translate_opts_default(s2s_translate_opts *o) {
     o->exit_metric = S2S_EXIT_MAXPROB;
     o->exit_states = S2S_EXIT_JIT;
     o->exit_stats = NULL;
+    o->shortlist = NULL;
 }
 
 /* Bytes of the encoder's no-grad graph arena for a [B, Ts] batch: per layer the
@@ -82,6 +84,15 @@ int s2s_translate(const s2s_model *m, const char *const *lines, int n,
             s2s_errf(err, errlen, "bad options: exit metric %d, exit states %d", o->exit_metric, o->exit_states);
             return -1;
         }
+    }
+    if (o->shortlist && m->on_cuda) {
+        s2s_errf(err, errlen, "--shortlist runs on the CPU only (the GPU decoders score every target token)");
+        return -1;
+    }
+    if (o->shortlist && (o->shortlist->src_vocab != m->cfg.src_vocab || o->shortlist->tgt_vocab != m->cfg.tgt_vocab)) {
+        s2s_errf(err, errlen, "the shortlist is for vocabularies of %d / %d tokens, the model has %d / %d",
+                 o->shortlist->src_vocab, o->shortlist->tgt_vocab, m->cfg.src_vocab, m->cfg.tgt_vocab);
+        return -1;
     }
     if (m->on_cuda && s2s_config_is_t2r(&m->cfg)) {
         s2s_errf(err, errlen, "T2R models (dec_attn t2r) decode on the CPU only, not from GPU weights");
@@ -160,7 +171,10 @@ int s2s_translate(const s2s_model *m, const char *const *lines, int n,
         s2s_tensor *enc = s2s_model_encode(g, m, src, slen, B, Ts, 0.0f);
         /* host memory, or device memory for the GPU decoder (decoder.h) */
         const float *encp = m->on_cuda ? enc->dev_data : enc->data;
+        s2s_vocab_sel *vs = s2s_vocab_sel_new(o->shortlist, m, src, slen, B, Ts); /* NULL without one */
+        so.vocab = vs;
         s2s_search(m, encp, slen, B, Ts, &so, res, rlen, NULL);
+        s2s_vocab_sel_free(vs);
         for (int b = 0; b < B; b++) {
             out[order[start + b].idx] = s2s_tok_decode(m->tgt_tok, res[b], rlen[b]);
             free(res[b]);

@@ -13,6 +13,7 @@ int s2s_cmd_bpe(int argc, char **argv);       /* cmd_bpe.c: learn/apply BPE */
 int s2s_cmd_convert(int argc, char **argv);   /* cmd_convert.c: change weight precision */
 int s2s_cmd_prune(int argc, char **argv);     /* cmd_prune.c: NASH structured pruning */
 int s2s_cmd_optimize(int argc, char **argv);  /* cmd_optimize.c: search over the accelerations */
+int s2s_cmd_shortlist(int argc, char **argv); /* cmd_shortlist.c: lexical vocabulary shortlist */
 
 /* `s2s train` options (cmd_train.c) for commands that pass them through (cmd_prune.c, cmd_optimize.c):
  * apply one option "key" (long name without "--") = value, 0 or -1 after printing

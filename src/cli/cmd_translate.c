@@ -16,7 +16,8 @@
 static void help(FILE *f) {
     fprintf(f,
             "usage: s2s translate [-m MODEL] [--device D] [--beam K] [--batch N] [--threads T]\n"
-            "                     [--max-len L] [--length-penalty A] [--quiet] < input > output\n"
+            "                     [--max-len L] [--length-penalty A] [--shortlist FILE] [--quiet]\n"
+            "                     < input > output\n"
             "  -m MODEL            model file (default: $S2S_MODEL or models/g2p-small.safetensors)\n"
             "  --device D          cpu (default) or cuda: encode and decode on the GPU (fp32;\n"
             "                      needs an s2s built with CUDA=1 and a CUDA device)\n"
@@ -36,6 +37,9 @@ static void help(FILE *f) {
             "  --exit-states S     jit (default: compute skipped deeper states when needed) or copy\n"
             "                      (deeper K/V of an exited position from its exited state, as CALM;\n"
             "                      T2R: folded into the deeper layers' recurrent states)\n"
+            "  --shortlist FILE    lexical vocabulary shortlist of this model (s2s shortlist; CPU):\n"
+            "                      each step scores only the target tokens likely for the batch's\n"
+            "                      source (faster; may change outputs where the best is not listed)\n"
             "Invalid UTF-8 is replaced by U+FFFD and over-long lines are truncated, with a\n"
             "warning on stderr; empty lines give empty outputs.\n");
 }
@@ -43,6 +47,7 @@ static void help(FILE *f) {
 int s2s_cmd_translate(int argc, char **argv) {
     const char *C = "translate";
     char *model_path = NULL;
+    const char *shortlist_path = NULL;
     s2s_translate_opts o;
     s2s_translate_opts_default(&o);
     int threads = 1, quiet = 0, cuda = 0, exit_opts_given = 0;
@@ -88,6 +93,9 @@ int s2s_cmd_translate(int argc, char **argv) {
                 goto usage;
             }
             exit_opts_given = 1;
+        } else if (!strcmp(a, "--shortlist")) {
+            if (!(v = s2s_arg_value(C, argc, argv, &i))) goto usage;
+            shortlist_path = v;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             quiet = 1;
         } else {
@@ -117,6 +125,20 @@ int s2s_cmd_translate(int argc, char **argv) {
         free(model_path);
         return 1;
     }
+    if (shortlist_path && cuda) {
+        fprintf(stderr, "s2s translate: --shortlist runs on the CPU only, not with --device cuda\n");
+        s2s_free(m);
+        free(model_path);
+        return 1;
+    }
+    s2s_shortlist *sl = NULL;
+    if (shortlist_path && !(sl = s2s_shortlist_load(shortlist_path, m, err, sizeof err))) {
+        fprintf(stderr, "s2s translate: %s\n", err);
+        s2s_free(m);
+        free(model_path);
+        return 1;
+    }
+    o.shortlist = sl;
     if (cuda && s2s_use_cuda(m, err, sizeof err) != 0) {
         fprintf(stderr, "s2s translate: %s\n", err);
         s2s_free(m);
@@ -179,6 +201,7 @@ int s2s_cmd_translate(int argc, char **argv) {
                     exit_stats[1] > 0 ? exit_stats[2] / exit_stats[1] : 0.0, exit_stats[1] > 0 ? exit_stats[3] / exit_stats[1] : 0.0,
                     o.exit_states ? "K/V copies" : "just in time");
     }
+    s2s_shortlist_free(sl);
     s2s_free(m);
     free(model_path);
     return rc;

@@ -16,6 +16,7 @@ static void usage(FILE *f) {
             "  convert    rewrite a model's weights in fp16 (or fp32); --to t2r: T2R decoder attention\n"
             "  prune      NASH structured pruning: fewer decoder layers, narrower encoder, fine-tuning\n"
             "  optimize   run the accelerations over a search space: Pareto front, fastest within a quality loss\n"
+            "  shortlist  build a lexical vocabulary shortlist (IBM Model 1) for faster decoding\n"
             "run 's2s <command> --help' for the options of a command\n");
 }
 
@@ -31,6 +32,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "convert")) return s2s_cmd_convert(argc - 1, argv + 1);
     if (!strcmp(c, "prune")) return s2s_cmd_prune(argc - 1, argv + 1);
     if (!strcmp(c, "optimize")) return s2s_cmd_optimize(argc - 1, argv + 1);
+    if (!strcmp(c, "shortlist")) return s2s_cmd_shortlist(argc - 1, argv + 1);
     fprintf(stderr, "s2s: unknown command '%s' (run 's2s --help')\n", c);
     return 2;
 }
