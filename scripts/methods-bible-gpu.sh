@@ -21,6 +21,9 @@
 #   t2r-k64, t2r-k64-lr8            swap + fine-tune, 2,500 steps (25 %), lr 4e-4 / 8e-4
 #   t2r-k{16,32,48,64}-kd           the lr 8e-4 run on the teacher's beam-5 outputs (sequence-level KD),
 #                                   feature size k (only t2r-k64-kd in the default list)
+#   t2r-elu-kd                      the same swap with the fixed elu(x)+1 map (Katharopoulos et al.)
+#   t2r-k32-scratch-kd              the T2R k = 32 model from scratch on the distilled targets, the
+#                                   teacher's recipe (10,000 steps) or until SECS
 #   {ssru,gru,lstm}{1,2}-{kd,orig}  hybrid students: the teacher's encoder and embeddings, a new
 #                                   recurrent decoder, 4,000 steps, lr 1e-3, on the teacher's beam-5
 #                                   outputs (kd) or the original targets (orig)
@@ -92,6 +95,11 @@ start)
                       --max-steps 2500 ;;
             t2r-k64-lr8) GPU=$g $D start $j "$secs" "${BASE[@]}" --dec-attn t2r --t2r-k 64 --lr 8e-4 --warmup 300 \
                       --max-steps 2500 ;;
+            t2r-elu-kd) GPU=$g $D start $j "$secs" "${BASE[@]}" --dec-attn t2r --t2r-map elu --lr 8e-4 --warmup 300 \
+                      --max-steps 2500 --train-tgt data/bible/train.kd.tgt ;;
+            t2r-k32-scratch-kd) GPU=$g $D start $j "$secs" --config configs/bible-teacher.conf --threads 2 --tf32 \
+                      --eval-every 500 --eval-max 200 --patience 0 --dec-attn t2r --t2r-k 32 --max-steps 10000 \
+                      --train-tgt data/bible/train.kd.tgt ;;
             t2r-k*-kd) k=${j#t2r-k}; k=${k%-kd}
                       GPU=$g $D start $j "$secs" "${BASE[@]}" --dec-attn t2r --t2r-k $k --lr 8e-4 --warmup 300 \
                       --max-steps 2500 --train-tgt data/bible/train.kd.tgt ;;
