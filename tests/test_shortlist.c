@@ -446,3 +446,39 @@ Test(shortlist, cli) {
     free(out); free(a);
     free(mp); free(op);
 }
+
+/* `s2s translate --shortlist`: a shortlist built by the command translates every line
+ * (greedy and beam; this random model's outputs need not match the full vocabulary's:
+ * tests/test_shortlist_decode.c checks the decoding itself); a missing or corrupt file, or
+ * one for another model, is one line and exit 1; --device cuda with it is refused (or
+ * reports no CUDA: either way exit 1). */
+Test(shortlist, translate_cli) {
+    char err[512], *mp = tu_path(fx.dir, "model.safetensors"), *sp = tu_path(fx.dir, "sl.safetensors"), *cmd, *a, *b;
+    cr_assert_eq(s2s_model_save(fx.m, mp, NULL, 0, NULL, 0, 0, err, sizeof err), 0, "%s", err);
+    cr_assert(asprintf(&cmd, "%s shortlist -m %s --train-src %s --train-tgt %s -o %s --top %d --quiet", tu_bin(), mp,
+                       fx.src, fx.tgt, sp, fx.m->cfg.tgt_vocab) > 0);
+    cr_assert_eq(tu_run(cmd, &a), 0, "%s", a);
+    free(cmd); free(a);
+    for (int beam = 1; beam <= 2; beam++) {
+        cr_assert(asprintf(&cmd, "head -n 20 %s | %s translate -m %s --quiet --shortlist %s --beam %d | wc -l", fx.src,
+                           tu_bin(), mp, sp, beam) > 0);
+        cr_assert_eq(tu_run(cmd, &b), 0, "%s", b);
+        cr_assert_eq(atoi(b), 20, "beam %d: %s lines", beam, b);
+        free(cmd); free(b);
+    }
+    /* errors: one line each, exit 1 */
+    char *bad = tu_path(fx.dir, "bad.safetensors");
+    tu_write(bad, "not a shortlist");
+    const char *files[3] = {"/nonexistent/sl.safetensors", bad, mp /* a model, not a shortlist */};
+    for (int i = 0; i < 3; i++) {
+        cr_assert(asprintf(&cmd, "echo abc | %s translate -m %s --shortlist %s", tu_bin(), mp, files[i]) > 0);
+        int st = tu_run(cmd, &a);
+        cr_assert_eq(st, 1, "%s: exit %d: %s", files[i], st, a);
+        cr_assert(strncmp(a, "s2s translate: ", 15) == 0 && strchr(a, '\n') == a + strlen(a) - 1, "%s: '%s'", files[i], a);
+        free(cmd); free(a);
+    }
+    cr_assert(asprintf(&cmd, "echo abc | %s translate -m %s --shortlist %s --device cuda", tu_bin(), mp, sp) > 0);
+    cr_assert_eq(tu_run(cmd, &a), 1, "%s", a);
+    free(cmd); free(a);
+    free(bad); free(mp); free(sp);
+}
