@@ -15,7 +15,9 @@
  *     also be safe to run.
  *  3. If the file holds tokenizer tensors whose bytes changed, step 2 again
  *     with their checksum lines recomputed, so that mutated tokenizers get past
- *     the checksum into the parser, the vocabulary checks and decoding. */
+ *     the checksum into the parser, the vocabulary checks and decoding.
+ *  4. s2s_shortlist_load (no model to match): a shortlist that loads has monotone
+ *     offsets from 0 and every id in range, so the selection code may trust it. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,7 @@
 #include "model.h"
 #include "s2s.h"
 #include "safetensors.h"
+#include "shortlist.h"
 
 static fz_file fz_st_file;
 
@@ -118,6 +121,20 @@ static uint8_t *fz_st_fix_tokenizers(const s2s_st_file *f, const uint8_t *data, 
     return copy;
 }
 
+static void fz_st_shortlist(const char *path) {
+    char err[512] = "";
+    s2s_shortlist *sl = s2s_shortlist_load(path, NULL, err, sizeof err);
+    if (!sl) { FZ_CHECK(err[0] != '\0'); return; }
+    FZ_CHECK(sl->src_vocab >= 0 && sl->tgt_vocab > 0 && sl->n_frequent >= 0);
+    FZ_CHECK(sl->offsets[0] == 0);
+    for (int s = 0; s < sl->src_vocab; s++) {
+        FZ_CHECK(sl->offsets[s] <= sl->offsets[s + 1]);
+        for (int k = sl->offsets[s]; k < sl->offsets[s + 1]; k++) FZ_CHECK(sl->ids[k] >= 0 && sl->ids[k] < sl->tgt_vocab);
+    }
+    for (int i = 0; i < sl->n_frequent; i++) FZ_CHECK(sl->freq[i] >= 0 && sl->freq[i] < sl->tgt_vocab);
+    s2s_shortlist_free(sl);
+}
+
 static int fz_st_one(const uint8_t *data, size_t size) {
     if (fz_st_file.path[0] == '\0') fz_file_open(&fz_st_file, "st");
     fz_file_set(&fz_st_file, data, size);
@@ -132,6 +149,7 @@ static int fz_st_one(const uint8_t *data, size_t size) {
         FZ_CHECK(err[0] != '\0');
     }
     fz_st_load(fz_st_file.path);
+    fz_st_shortlist(fz_st_file.path);
     if (fixed) {
         fz_file_set(&fz_st_file, fixed, size);
         fz_st_load(fz_st_file.path);

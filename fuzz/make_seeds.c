@@ -14,6 +14,7 @@
 #include "config.h"
 #include "model.h"
 #include "safetensors.h"
+#include "shortlist.h"
 #include "tokenizer.h"
 
 static const char *outdir;
@@ -124,6 +125,11 @@ static void safetensors_seeds(void) {
     char err[512];
     if (s2s_st_writer_save(w, path, err, sizeof err) != 0) { fprintf(stderr, "make_seeds: %s\n", err); exit(1); }
     s2s_st_writer_free(w);
+    /* a lexical shortlist (shortlist.h): 6 source ids, 3 with candidates, 2 frequent */
+    int32_t offsets[7] = {0, 0, 0, 0, 0, 2, 3}, ids[3] = {5, 4, 6}, freq[2] = {4, 7};
+    s2s_shortlist sl = {6, 9, 2, 2, 5, offsets, ids, freq, 0x0123456789abcdefULL, 0xfedcba9876543210ULL, 0, 0};
+    snprintf(path, sizeof path, "%s/safetensors/shortlist.safetensors", outdir);
+    if (s2s_shortlist_save(&sl, path, err, sizeof err) != 0) { fprintf(stderr, "make_seeds: %s\n", err); exit(1); }
 }
 
 static void tok_seed(const char *name, s2s_tokenizer *t, const char *text) {
