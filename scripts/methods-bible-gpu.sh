@@ -46,8 +46,8 @@ if [ ! -f data/bible/train.src ]; then
     rm -rf data/bible; ln -s /tmp/s2s-bible/data/bible data/bible
 fi
 export LD_LIBRARY_PATH=/tmp/s2s-lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-BASE=(--config configs/bible-teacher.conf --init "$T" --threads 2 --tf32 --eval-every 500 --eval-max 200
-      --patience 0)
+COMMON=(--config configs/bible-teacher.conf --threads 2 --tf32 --eval-every 500 --eval-max 200 --patience 0)
+BASE=("${COMMON[@]}" --init "$T")  # fine-tuning from the teacher
 NASH=(--train-src data/bible/train.src --train-tgt data/bible/train.tgt --dev-src data/bible/dev.src
       --dev-tgt data/bible/dev.tgt --metric bleu --eval-every 600 --eval-max 200 --tokens-per-batch 8000
       --threads 2 --tf32 --prune-steps 1200 --prune-warmup 600 --finetune-steps 1800 --lr 3e-4 --warmup 300
@@ -97,8 +97,7 @@ start)
                       --max-steps 2500 ;;
             t2r-elu-kd) GPU=$g $D start $j "$secs" "${BASE[@]}" --dec-attn t2r --t2r-map elu --lr 8e-4 --warmup 300 \
                       --max-steps 2500 --train-tgt data/bible/train.kd.tgt ;;
-            t2r-k32-scratch-kd) GPU=$g $D start $j "$secs" --config configs/bible-teacher.conf --threads 2 --tf32 \
-                      --eval-every 500 --eval-max 200 --patience 0 --dec-attn t2r --t2r-k 32 --max-steps 10000 \
+            t2r-k32-scratch-kd) GPU=$g $D start $j "$secs" "${COMMON[@]}" --dec-attn t2r --t2r-k 32 --max-steps 10000 \
                       --train-tgt data/bible/train.kd.tgt ;;
             t2r-k*-kd) k=${j#t2r-k}; k=${k%-kd}
                       GPU=$g $D start $j "$secs" "${BASE[@]}" --dec-attn t2r --t2r-k $k --lr 8e-4 --warmup 300 \

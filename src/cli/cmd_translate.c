@@ -111,39 +111,29 @@ int s2s_cmd_translate(int argc, char **argv) {
     s2s_threads(threads);
     char err[512];
     double t0 = s2s_now();
+    s2s_shortlist *sl = NULL;
     s2s_model *m = s2s_load(model_path, err, sizeof err);
     if (!m) { fprintf(stderr, "s2s translate: %s\n", err); free(model_path); return 1; }
     if (o.exit_threshold >= 0 && !m->cfg.multi_exit) {
         fprintf(stderr, "s2s translate: %s: --exit-threshold needs a multi-exit model (s2s train --multi-exit)\n", model_path);
-        s2s_free(m);
-        free(model_path);
-        return 1;
+        goto fail;
     }
     if (o.exit_threshold >= 0 && cuda) {
         fprintf(stderr, "s2s translate: --exit-threshold (DEED early exit) runs on the CPU only, not with --device cuda\n");
-        s2s_free(m);
-        free(model_path);
-        return 1;
+        goto fail;
     }
     if (shortlist_path && cuda) {
         fprintf(stderr, "s2s translate: --shortlist runs on the CPU only, not with --device cuda\n");
-        s2s_free(m);
-        free(model_path);
-        return 1;
+        goto fail;
     }
-    s2s_shortlist *sl = NULL;
     if (shortlist_path && !(sl = s2s_shortlist_load(shortlist_path, m, err, sizeof err))) {
         fprintf(stderr, "s2s translate: %s\n", err);
-        s2s_free(m);
-        free(model_path);
-        return 1;
+        goto fail;
     }
     o.shortlist = sl;
     if (cuda && s2s_use_cuda(m, err, sizeof err) != 0) {
         fprintf(stderr, "s2s translate: %s\n", err);
-        s2s_free(m);
-        free(model_path);
-        return 1;
+        goto fail;
     }
     double t_load = s2s_now() - t0, t_dec = 0;
     size_t total = 0, out_chars = 0, chunk = 4096;
@@ -205,6 +195,11 @@ int s2s_cmd_translate(int argc, char **argv) {
     s2s_free(m);
     free(model_path);
     return rc;
+fail: /* after the model loaded: one line on stderr already */
+    s2s_shortlist_free(sl);
+    s2s_free(m);
+    free(model_path);
+    return 1;
 usage:
     free(model_path);
     return 2;
